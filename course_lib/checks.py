@@ -1,0 +1,101 @@
+"""Guardrails for robustness claims, and ``expect`` for the check cells of the notebooks.
+
+:func:`robustness_sanity` runs the standard checks of Carlini et al. (2019, "On Evaluating
+Adversarial Robustness") and Athalye et al. (2018, "Obfuscated Gradients Give a False Sense of
+Security"). A defense that fails one of them is usually masking gradients, not robust.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .attacks import fgsm, input_gradient, pgd
+from .train import accuracy, robust_accuracy
+from .validate import check_choice, check_count, check_labels, check_pixels
+
+
+def expect(condition: bool, message: str) -> None:
+    """Assert ``condition`` in a notebook check cell; print ``✓ message`` when it holds."""
+    if not bool(condition):
+        raise AssertionError(f"check failed: {message}")
+    print(f"✓ {message}")
+
+
+@dataclass(frozen=True)
+class Guardrail:
+    name: str
+    passed: bool
+    detail: str
+
+
+def robustness_sanity(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps_grid: Sequence[float],
+    norm: str = "linf",
+    steps: int = 20,
+) -> list[Guardrail]:
+    """Run the guardrails on ``(x, y)`` and print a pass/fail table; returns the results.
+
+    1. *gradients informative*: at most 1% of inputs have an all-zero input gradient;
+    2. *FGSM never stronger than PGD* at any epsilon (``linf`` only);
+    3. *accuracy non-increasing in epsilon* (PGD);
+    4. *unbounded attack succeeds*: PGD at the largest meaningful epsilon (1 for ``linf``,
+       ``sqrt(d)`` for ``l2``) leaves at most 5% accuracy;
+    5. *restarts do not raise accuracy*: PGD with 3 restarts vs 1 at the largest epsilon of the grid.
+
+    Comparisons allow a slack of ``max(0.02, 3/n)`` for the randomness of the random starts.
+    """
+    check_pixels(x)
+    check_labels(x, y)
+    check_choice(norm, "norm", ("linf", "l2"))
+    check_count(steps, "steps", minimum=1)
+    eps_grid = sorted(float(e) for e in eps_grid)
+    if not eps_grid or eps_grid[0] < 0:
+        raise ValueError("eps_grid must be a non-empty list of numbers >= 0")
+    n, slack = x.shape[0], max(0.02, 3 / x.shape[0])
+
+    def pgd_acc(eps: float, restarts: int = 1) -> float:
+        attack = lambda m, xb, yb: pgd(m, xb, yb, eps, steps=steps, norm=norm, restarts=restarts)  # noqa: E731
+        return robust_accuracy(model, x, y, attack)
+
+    results = []
+    zero = (input_gradient(model, x, y).flatten(1).abs().amax(1) == 0).float().mean().item()
+    results.append(Guardrail("gradients informative", zero <= 0.01,
+                             f"{zero:.1%} of inputs have an all-zero input gradient"))
+    pgd_accs = [pgd_acc(e) for e in eps_grid]
+    if norm == "linf":
+        fgsm_accs = [robust_accuracy(model, x, y, lambda m, a, b, e=e: fgsm(m, a, b, e))
+                     for e in eps_grid]
+        worst = max(p - f for p, f in zip(pgd_accs, fgsm_accs, strict=True))
+        results.append(Guardrail("FGSM never stronger than PGD", worst <= slack,
+                                 f"max(PGD acc - FGSM acc) over eps = {worst:+.3f}"))
+    rises = max([b - a for a, b in zip(pgd_accs[:-1], pgd_accs[1:])] or [0.0])
+    results.append(Guardrail("accuracy non-increasing in eps", rises <= slack,
+                             f"largest rise of PGD accuracy between grid points = {rises:+.3f}"))
+    big = 1.0 if norm == "linf" else float(x[0].numel()) ** 0.5
+    acc_big = pgd_acc(big)
+    results.append(Guardrail("unbounded attack succeeds", acc_big <= 0.05,
+                             f"PGD accuracy at eps={big:.3g} is {acc_big:.3f} (clean "
+                             f"{accuracy(model, x, y):.3f})"))
+    more = pgd_acc(eps_grid[-1], restarts=3)
+    results.append(Guardrail("restarts do not raise accuracy", more <= pgd_accs[-1] + slack,
+                             f"PGD at eps={eps_grid[-1]:.3g}: 1 restart {pgd_accs[-1]:.3f}, "
+                             f"3 restarts {more:.3f}"))
+    _print_table(results, n)
+    return results
+
+
+def _print_table(results: list[Guardrail], n: int) -> None:
+    print(f"robustness sanity checks on {n} samples")
+    for r in results:
+        print(f"  [{'pass' if r.passed else 'FAIL'}] {r.name:<32} {r.detail}")
+    failed = [r.name for r in results if not r.passed]
+    if failed:
+        print("  -> suspicious: " + ", ".join(failed) + ". The reported robustness may be masked "
+              "gradients; try an adaptive attack (BPDA, EOT) before believing it.")

@@ -1,0 +1,149 @@
+"""Device, seeding and the two profiles of the course.
+
+Every number that differs between a laptop run (``quick``) and a paper-scale GPU run (``full``)
+lives in :data:`SETTINGS`; notebooks read them through :func:`settings`, never as literals.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+import random
+
+import numpy as np
+import torch
+
+PROFILES = ("quick", "full")
+
+# One place for every profile-dependent number the chapters use.
+SETTINGS: dict[str, dict] = {
+    "quick": {
+        "toy_n": 400,  # points in a 2-D toy set
+        "eval_n": 500,  # test images used for attack curves
+        "pgd_steps": 20,
+        "pgd_restarts": 2,
+        "batch_size": 256,
+        "sweep_images": 6,  # digits in the plotly epsilon sweep
+    },
+    "full": {
+        "toy_n": 2000,
+        "eval_n": 10000,
+        "pgd_steps": 100,
+        "pgd_restarts": 5,
+        "batch_size": 512,
+        "sweep_images": 10,
+    },
+}
+
+
+def device() -> torch.device:
+    """The best available device: CUDA, then Apple's MPS, then the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def profile() -> str:
+    """The active profile: ``$COURSE_PROFILE``, else ``full`` with CUDA and ``quick`` without."""
+    value = os.environ.get("COURSE_PROFILE", "").strip().lower()
+    if not value:
+        return "full" if torch.cuda.is_available() else "quick"
+    if value not in PROFILES:
+        raise ValueError(
+            f"COURSE_PROFILE must be one of {PROFILES} (or unset), got {os.environ['COURSE_PROFILE']!r}"
+        )
+    return value
+
+
+def settings(name: str | None = None) -> dict:
+    """A copy of the settings of profile ``name`` (default: the active profile)."""
+    name = profile() if name is None else name
+    if name not in SETTINGS:
+        raise ValueError(f"profile must be one of {PROFILES}, got {name!r}")
+    return dict(SETTINGS[name])
+
+
+def seed_everything(seed: int = 0) -> None:
+    """Seed Python, NumPy and torch (all devices) so that a notebook reruns identically."""
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds CUDA and MPS generators
+
+
+def setup(seed: int = 0, quiet: bool = False) -> dict:
+    """First cell of every notebook: seed, plotting defaults, plotly renderer; print where we run.
+
+    The plotly renderer works in JupyterLab (plotly's MIME type) and on the Jupyter Book site.
+
+    Returns the active profile's settings so that a notebook can write ``S = setup()``.
+    """
+    seed_everything(seed)
+    _plot_defaults()
+    info = {"device": str(device()), "profile": profile(), "torch": torch.__version__}
+    if not quiet:
+        print(f"course_lib: device={info['device']} profile={info['profile']} torch={info['torch']}")
+    return settings()
+
+
+def _plot_defaults() -> None:
+    import sys
+
+    import matplotlib as mpl
+
+    mpl.rcParams.update(
+        {
+            "figure.figsize": (6.0, 4.0),
+            "figure.dpi": 80,
+            "savefig.dpi": 80,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+            "image.cmap": "gray",
+        }
+    )
+    # plotly imports nbformat -> jsonschema, whose optional IRI checker (rfc3987_syntax) compiles a
+    # grammar for ~3 s at import. A kernel never validates IRIs, so we skip that optional module.
+    sys.modules.setdefault("rfc3987_syntax", None)
+    import plotly.io as pio
+
+    pio.templates.default = "plotly_white"
+    pio.renderers["course"] = _course_renderer()
+    pio.renderers.default = "course"
+
+
+def _course_renderer():
+    """Plotly's JSON for JupyterLab and VS Code, plus a plain ``<div>`` for static HTML.
+
+    The HTML part does not embed or fetch plotly.js: the course site serves one copy of it
+    (``_ext/plotly_js.py``), so pages stay small and work offline.
+    """
+    import plotly.io as pio
+    from plotly.io._base_renderers import MimetypeRenderer
+
+    class CourseRenderer(MimetypeRenderer):
+        def to_mimebundle(self, fig_dict):
+            bundle = pio.renderers["plotly_mimetype"].to_mimebundle(fig_dict)
+            html = pio.to_html(fig_dict, include_plotlyjs=False, full_html=False, validate=False)
+            return {**bundle, "text/html": html}
+
+    return CourseRenderer()
+
+
+def cache_dir() -> Path:
+    """Where downloaded data and trained zoo models live (git-ignored, never committed).
+
+    ``$COURSE_CACHE`` if set; else ``datasets/cache`` of the repository this package sits in; else
+    ``~/.cache/course_lib`` (for a non-editable install).
+    """
+    if os.environ.get("COURSE_CACHE"):
+        return Path(os.environ["COURSE_CACHE"]).expanduser()
+    repo_datasets = Path(__file__).resolve().parents[1] / "datasets"
+    if repo_datasets.is_dir():
+        return repo_datasets / "cache"
+    return Path.home() / ".cache" / "course_lib"

@@ -1,0 +1,27 @@
+"""Plots and widgets. Imports the core of ``course_lib``; the core never imports ``viz``."""
+
+from __future__ import annotations
+
+import inspect
+
+from .plots import accuracy_vs_eps, boundary_grid, decision_boundary, image_grid, slider_figure
+from .widgets import LiveDemo, slider
+
+__all__ = [
+    "LiveDemo",
+    "accuracy_vs_eps",
+    "boundary_grid",
+    "decision_boundary",
+    "image_grid",
+    "show_source",
+    "slider",
+    "slider_figure",
+]
+
+
+def show_source(obj) -> None:
+    """Display the source code of a function or class, syntax-highlighted, where reading the
+    implementation is the lesson."""
+    from IPython.display import Code, display
+
+    display(Code(inspect.getsource(obj), language="python"))

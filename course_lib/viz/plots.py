@@ -1,0 +1,142 @@
+"""Figures the chapters share: decision boundaries, image grids, accuracy-vs-epsilon curves, and
+plotly figures whose sliders work without a kernel (on the static site)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.patches import Circle, Rectangle
+
+CLASS_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
+
+
+@torch.no_grad()
+def boundary_grid(model: torch.nn.Module, resolution: int = 200, lim=(0.0, 1.0)) -> dict:
+    """Evaluate a 2-D classifier on a ``resolution x resolution`` grid over ``lim x lim``.
+
+    Returns ``{"xs", "ys", "pred", "prob"}``: the axes, the predicted class ``(R, R)`` and the
+    probability of class 1 (or of the predicted class for more classes). Compute it once and pass it
+    to :func:`decision_boundary`, so that a widget only redraws.
+    """
+    xs = np.linspace(*lim, resolution, dtype=np.float32)
+    gx, gy = np.meshgrid(xs, xs)
+    device = next(model.parameters()).device
+    points = torch.from_numpy(np.stack([gx.ravel(), gy.ravel()], 1)).to(device)  # (R*R, 2)
+    probs = torch.softmax(model(points), dim=1).cpu()  # (R*R, K)
+    pred = probs.argmax(1)
+    prob = probs[:, 1] if probs.shape[1] == 2 else probs.max(1).values
+    shape = (resolution, resolution)
+    return {"xs": xs, "ys": xs, "pred": pred.view(shape).numpy(), "prob": prob.view(shape).numpy()}
+
+
+def decision_boundary(
+    grid: dict,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    ax=None,
+    eps: float | None = None,
+    norm: str = "linf",
+    x_adv: torch.Tensor | None = None,
+):
+    """Draw the classifier's regions (from :func:`boundary_grid`), the points ``x`` coloured by
+    ``y``, optional epsilon-balls (squares for l_inf, circles for l_2) and arrows to ``x_adv``."""
+    ax = ax if ax is not None else plt.subplots(figsize=(4.5, 4.5))[1]
+    ax.contourf(grid["xs"], grid["ys"], grid["prob"], levels=np.linspace(0, 1, 11), cmap="RdBu_r",
+                alpha=0.35)
+    ax.contour(grid["xs"], grid["ys"], grid["prob"], levels=[0.5], colors="k", linewidths=1)
+    x, y = x.detach().cpu().numpy(), y.detach().cpu().numpy()
+    colors = np.array(CLASS_COLORS)[y % len(CLASS_COLORS)]
+    ax.scatter(x[:, 0], x[:, 1], c=colors, s=14, edgecolors="white", linewidths=0.4, zorder=3)
+    if eps:
+        for (px, py), c in zip(x, colors, strict=True):
+            ball = (Rectangle((px - eps, py - eps), 2 * eps, 2 * eps) if norm == "linf"
+                    else Circle((px, py), eps))
+            ball.set(facecolor="none", edgecolor=c, linewidth=0.6, alpha=0.7)
+            ax.add_patch(ball)
+    if x_adv is not None:
+        xa = x_adv.detach().cpu().numpy()
+        ax.quiver(x[:, 0], x[:, 1], xa[:, 0] - x[:, 0], xa[:, 1] - x[:, 1], angles="xy",
+                  scale_units="xy", scale=1, width=0.004, color="k", zorder=4)
+    ax.set(xlim=(grid["xs"][0], grid["xs"][-1]), ylim=(grid["ys"][0], grid["ys"][-1]),
+           aspect="equal", xlabel="$x_1$", ylabel="$x_2$")
+    ax.grid(False)
+    return ax
+
+
+def image_grid(
+    images: torch.Tensor,
+    labels: Sequence[int] | torch.Tensor,
+    preds: Sequence[int] | torch.Tensor | None = None,
+    ncols: int = 8,
+    row_titles: Sequence[str] | None = None,
+):
+    """Show a batch ``(N, C, H, W)`` in a grid; titles ``label`` or ``label→pred`` (red if wrong).
+
+    With ``row_titles``, each row is labelled on its left (e.g. "clean", "adversarial").
+    """
+    images = images.detach().cpu()
+    n = images.shape[0]
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.2 * ncols, 1.35 * nrows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        img = images[i].permute(1, 2, 0).numpy()
+        ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, vmin=0, vmax=1)
+        true = int(labels[i])
+        if preds is None:
+            ax.set_title(str(true), fontsize=9)
+        else:
+            pred = int(preds[i])
+            ax.set_title(f"{true}→{pred}", fontsize=9, color="black" if pred == true else "red")
+    for r, title in enumerate(row_titles or []):
+        axes[r, 0].text(-0.15, 0.5, title, transform=axes[r, 0].transAxes, ha="right",
+                        va="center", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_vs_eps(eps_grid: Sequence[float], curves: Mapping[str, Sequence[float]], ax=None,
+                    title: str = "", xlabel: str = r"$\varepsilon$"):
+    """Accuracy (y) against the attack budget (x), one line per attack or model."""
+    ax = ax if ax is not None else plt.subplots(figsize=(5, 3.5))[1]
+    for name, accs in curves.items():
+        ax.plot(eps_grid, accs, marker="o", markersize=3, label=name)
+    ax.set(xlabel=xlabel, ylabel="accuracy", ylim=(-0.02, 1.02), title=title)
+    ax.legend(frameon=False)
+    return ax
+
+
+def slider_figure(values: Sequence[float], make_traces: Callable[[float], list], label: str,
+                  layout: dict | None = None, start: int = 0):
+    """A plotly figure with one slider step per value, entirely precomputed.
+
+    ``make_traces(v)`` returns the plotly traces for value ``v`` (the same number for every ``v``).
+    All traces are stored in the figure and the slider only toggles their visibility, so it keeps
+    working on the static site where no kernel runs.
+    """
+    import plotly.graph_objects as go
+
+    groups = [make_traces(v) for v in values]
+    per_step = len(groups[0])
+    if any(len(g) != per_step for g in groups):
+        raise ValueError("make_traces must return the same number of traces for every value")
+    fig = go.Figure()
+    for i, traces in enumerate(groups):
+        for trace in traces:
+            trace.visible = i == start
+            fig.add_trace(trace)
+    steps = []
+    for i, v in enumerate(values):
+        visible = [j // per_step == i for j in range(per_step * len(values))]
+        steps.append({"method": "update", "label": f"{v:g}", "args": [{"visible": visible}]})
+    fig.update_layout(
+        sliders=[{"active": start, "steps": steps, "currentvalue": {"prefix": f"{label} = "},
+                  "pad": {"t": 40}}],
+        **(layout or {}),
+    )
+    return fig

@@ -1,0 +1,152 @@
+"""Named, cached model recipes: ``zoo.load("mnist_cnn")`` trains once, then loads in milliseconds.
+
+A recipe is a ``build()`` that returns the untrained architecture, a ``train(model, settings)``
+that trains it in place, and its settings for each profile. The cache file
+``<cache>/models/<name>-<profile>.pt`` stores the weights together with a key: the SHA-256 of the
+recipe's source code and settings. A missing, corrupt or stale file (the recipe or its settings
+changed) is retrained with a warning. Writes are atomic (temporary file, then rename) and loads use
+``torch.load(weights_only=True)``, which cannot execute code from the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import config
+from .data import TensorLoader, load_mnist, load_toy2d
+from .models import mlp, small_cnn
+from .train import cross_entropy_loss, fit
+from .validate import check_choice
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to build and train one named model, with settings per profile."""
+
+    build: Callable[[], nn.Module]
+    train: Callable[[nn.Module, dict], None]
+    settings: dict[str, dict]
+
+
+# ----- the recipes ---------------------------------------------------------------------------
+
+
+def _train_moons_mlp(model: nn.Module, s: dict) -> None:
+    x, y = load_toy2d("moons", n=s["n"], noise=s["noise"], seed=0)
+    dev = next(model.parameters()).device
+    loader = TensorLoader(x.to(dev), y.to(dev), batch_size=64, seed=s["seed"])
+    fit(model, loader, cross_entropy_loss, epochs=s["epochs"], lr=1e-2, desc="moons_mlp")
+
+
+def _train_mnist_cnn(model: nn.Module, s: dict) -> None:
+    x_train, y_train, _, _ = load_mnist(s["data"])
+    dev = next(model.parameters()).device
+    loader = TensorLoader(x_train.to(dev), y_train.to(dev), batch_size=64, seed=s["seed"])
+    fit(model, loader, cross_entropy_loss, epochs=s["epochs"], lr=2e-3, desc="mnist_cnn")
+
+
+RECIPES: dict[str, Recipe] = {
+    "moons_mlp": Recipe(
+        build=lambda: mlp(2, (64, 64), 2),
+        train=_train_moons_mlp,
+        settings={
+            "quick": {"n": 400, "noise": 0.15, "epochs": 60, "seed": 0},
+            "full": {"n": 2000, "noise": 0.15, "epochs": 60, "seed": 0},
+        },
+    ),
+    "mnist_cnn": Recipe(
+        build=lambda: small_cnn(1, 10, 28),
+        train=_train_mnist_cnn,
+        settings={
+            "quick": {"data": "quick", "epochs": 10, "seed": 0},
+            "full": {"data": "full", "epochs": 10, "seed": 0},
+        },
+    ),
+}
+
+
+# ----- loading and caching -------------------------------------------------------------------
+
+
+def recipe_key(name: str, recipe: Recipe, settings: dict) -> str:
+    """SHA-256 of everything that determines the trained weights."""
+    blob = json.dumps(
+        {
+            "name": name,
+            "build": inspect.getsource(recipe.build),
+            "train": inspect.getsource(recipe.train),
+            "settings": settings,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def cache_path(name: str, profile: str) -> Path:
+    return config.cache_dir() / "models" / f"{name}-{profile}.pt"
+
+
+def load(name: str, profile: str | None = None, device: str | torch.device | None = None) -> nn.Module:
+    """The trained model ``name`` in eval mode on ``device`` (default :func:`config.device`).
+
+    Trains it (with a progress bar) on the first call for this profile and caches the weights.
+    """
+    check_choice(name, "name", RECIPES)
+    profile = config.profile() if profile is None else profile
+    check_choice(profile, "profile", config.PROFILES)
+    recipe, settings = RECIPES[name], RECIPES[name].settings[profile]
+    key, path = recipe_key(name, recipe, settings), cache_path(name, profile)
+    device = config.device() if device is None else torch.device(device)
+
+    model = recipe.build()
+    state = _read_cached(path, key)
+    if state is not None:
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as err:  # same key but another architecture: treat as stale
+            warnings.warn(f"zoo: cached {path.name} does not fit the model ({err}); retraining",
+                          stacklevel=2)
+            state = None
+    if state is None:
+        model.to(device)
+        config.seed_everything(settings.get("seed", 0))
+        recipe.train(model, settings)
+        _write_atomic(path, {"key": key, "state_dict": model.state_dict()})
+    return model.to(device).eval()
+
+
+def _read_cached(path: Path, key: str) -> dict | None:
+    """The cached state dict, or ``None`` (with a warning) if it is corrupt or stale."""
+    if not path.exists():
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated or foreign file: any unpickling error
+        warnings.warn(f"zoo: cached model {path} is corrupt ({type(err).__name__}); retraining",
+                      stacklevel=3)
+        return None
+    if not isinstance(payload, dict) or payload.get("key") != key:
+        warnings.warn(f"zoo: cached model {path} is stale (recipe or settings changed); retraining",
+                      stacklevel=3)
+        return None
+    return payload["state_dict"]
+
+
+def _write_atomic(path: Path, payload: dict) -> None:
+    """Write to a temporary file next to ``path``, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    cpu_payload = {"key": payload["key"],
+                   "state_dict": {k: v.detach().cpu() for k, v in payload["state_dict"].items()}}
+    torch.save(cpu_payload, tmp)
+    os.replace(tmp, path)
