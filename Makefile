@@ -34,10 +34,10 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 
 unit: venv
-	$(PY) -m pytest -n 2 tests --ignore=tests/site
+	$(PY) -m pytest tests --ignore=tests/site
 
 notebooks: venv
-	$(PY) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider chapters
+	$(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider chapters
 
 book: venv
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/jupyter-book build . --config jupyter_book_config.yml --toc _toc.yml -W --keep-going

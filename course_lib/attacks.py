@@ -25,10 +25,14 @@ from .validate import (
 
 
 def input_gradient(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    r""":math:`\nabla_x \sum_i \ell(f(x_i), y_i)`: each sample's gradient of its own loss."""
-    x = x.detach().requires_grad_(True)
-    loss = F.cross_entropy(model(x), y, reduction="sum")
-    (grad,) = torch.autograd.grad(loss, x)
+    r""":math:`\nabla_x \sum_i \ell(f(x_i), y_i)`: each sample's gradient of its own loss.
+
+    Works inside ``torch.no_grad()`` too; no gradient reaches the model's parameters.
+    """
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        loss = F.cross_entropy(model(x), y, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, x)
     return grad  # (B, ...)
 
 
@@ -37,7 +41,8 @@ def fgsm(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -
 
     One step of the linearised loss to the corner of the :math:`\ell_\infty` ball:
 
-    .. math::  x' = \mathrm{clip}_{[0,1]}\big(x + \varepsilon\, \mathrm{sign}(\nabla_x \ell(f(x), y))\big).
+    .. math::  x' = \mathrm{clip}_{[0,1]}\big(x + \varepsilon\,
+               \mathrm{sign}(\nabla_x \ell(f(x), y))\big).
 
     (For :math:`\ell_2`, the same idea is ``pgd(..., norm="l2", steps=1, alpha=eps,
     random_start=False)``.)
@@ -45,7 +50,9 @@ def fgsm(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -
     _check_attack_args(x, y, eps)
     if eps == 0:
         return x.clone()
-    return THREATS["linf"].project(x + THREATS["linf"].step(input_gradient(model, x, y), eps), x, eps)
+    return THREATS["linf"].project(
+        x + THREATS["linf"].step(input_gradient(model, x, y), eps), x, eps
+    )
 
 
 def pgd(
@@ -64,7 +71,8 @@ def pgd(
 
     From :math:`x^0` (``x`` or a random point of the ball) repeat ``steps`` times
 
-    .. math::  x^{t+1} = \Pi_{B_p(x,\varepsilon)}\big(x^t + \alpha\, s_p(\nabla_x \ell(f(x^t), y))\big),
+    .. math::  x^{t+1} = \Pi_{B_p(x,\varepsilon)}\big(x^t
+               + \alpha\, s_p(\nabla_x \ell(f(x^t), y))\big),
 
     where :math:`s_p` is the steepest-ascent direction of the norm and :math:`\Pi` the projection
     (:mod:`course_lib.threat`). With ``restarts > 1`` the whole climb is repeated from new random
@@ -109,7 +117,9 @@ def pgd_targeted(
     alpha = 2.5 * eps / max(steps, 1) if alpha is None else alpha
     best = _pgd_climb(model, x, target, eps, alpha, steps, norm, random_start, direction=-1)
     for _ in range(restarts - 1):
-        candidate = _pgd_climb(model, x, target, eps, alpha, steps, norm, random_start, direction=-1)
+        candidate = _pgd_climb(
+            model, x, target, eps, alpha, steps, norm, random_start, direction=-1
+        )
         best = _keep_worst_case(model, best, candidate, target, targeted=True)
     return best
 

@@ -47,7 +47,7 @@ def robustness_sanity(
     3. *accuracy non-increasing in epsilon* (PGD);
     4. *unbounded attack succeeds*: PGD at the largest meaningful epsilon (1 for ``linf``,
        ``sqrt(d)`` for ``l2``) leaves at most 5% accuracy;
-    5. *restarts do not raise accuracy*: PGD with 3 restarts vs 1 at the largest epsilon of the grid.
+    5. *restarts do not raise accuracy*: PGD with 3 restarts vs 1 at the grid's largest epsilon.
 
     Comparisons allow a slack of ``max(0.02, 3/n)`` for the randomness of the random starts.
     """
@@ -66,27 +66,51 @@ def robustness_sanity(
 
     results = []
     zero = (input_gradient(model, x, y).flatten(1).abs().amax(1) == 0).float().mean().item()
-    results.append(Guardrail("gradients informative", zero <= 0.01,
-                             f"{zero:.1%} of inputs have an all-zero input gradient"))
+    results.append(
+        Guardrail(
+            "gradients informative",
+            zero <= 0.01,
+            f"{zero:.1%} of inputs have an all-zero input gradient",
+        )
+    )
     pgd_accs = [pgd_acc(e) for e in eps_grid]
     if norm == "linf":
-        fgsm_accs = [robust_accuracy(model, x, y, lambda m, a, b, e=e: fgsm(m, a, b, e))
-                     for e in eps_grid]
+        fgsm_accs = [
+            robust_accuracy(model, x, y, lambda m, a, b, e=e: fgsm(m, a, b, e)) for e in eps_grid
+        ]
         worst = max(p - f for p, f in zip(pgd_accs, fgsm_accs, strict=True))
-        results.append(Guardrail("FGSM never stronger than PGD", worst <= slack,
-                                 f"max(PGD acc - FGSM acc) over eps = {worst:+.3f}"))
-    rises = max([b - a for a, b in zip(pgd_accs[:-1], pgd_accs[1:])] or [0.0])
-    results.append(Guardrail("accuracy non-increasing in eps", rises <= slack,
-                             f"largest rise of PGD accuracy between grid points = {rises:+.3f}"))
+        results.append(
+            Guardrail(
+                "FGSM never stronger than PGD",
+                worst <= slack,
+                f"max(PGD acc - FGSM acc) over eps = {worst:+.3f}",
+            )
+        )
+    rises = max([b - a for a, b in zip(pgd_accs[:-1], pgd_accs[1:], strict=True)] or [0.0])
+    results.append(
+        Guardrail(
+            "accuracy non-increasing in eps",
+            rises <= slack,
+            f"largest rise of PGD accuracy between grid points = {rises:+.3f}",
+        )
+    )
     big = 1.0 if norm == "linf" else float(x[0].numel()) ** 0.5
     acc_big = pgd_acc(big)
-    results.append(Guardrail("unbounded attack succeeds", acc_big <= 0.05,
-                             f"PGD accuracy at eps={big:.3g} is {acc_big:.3f} (clean "
-                             f"{accuracy(model, x, y):.3f})"))
+    results.append(
+        Guardrail(
+            "unbounded attack succeeds",
+            acc_big <= 0.05,
+            f"PGD accuracy at eps={big:.3g} is {acc_big:.3f} (clean {accuracy(model, x, y):.3f})",
+        )
+    )
     more = pgd_acc(eps_grid[-1], restarts=3)
-    results.append(Guardrail("restarts do not raise accuracy", more <= pgd_accs[-1] + slack,
-                             f"PGD at eps={eps_grid[-1]:.3g}: 1 restart {pgd_accs[-1]:.3f}, "
-                             f"3 restarts {more:.3f}"))
+    results.append(
+        Guardrail(
+            "restarts do not raise accuracy",
+            more <= pgd_accs[-1] + slack,
+            f"PGD at eps={eps_grid[-1]:.3g}: 1 restart {pgd_accs[-1]:.3f}, 3 restarts {more:.3f}",
+        )
+    )
     _print_table(results, n)
     return results
 
@@ -97,5 +121,7 @@ def _print_table(results: list[Guardrail], n: int) -> None:
         print(f"  [{'pass' if r.passed else 'FAIL'}] {r.name:<32} {r.detail}")
     failed = [r.name for r in results if not r.passed]
     if failed:
-        print("  -> suspicious: " + ", ".join(failed) + ". The reported robustness may be masked "
-              "gradients; try an adaptive attack (BPDA, EOT) before believing it.")
+        print(
+            "  -> suspicious: " + ", ".join(failed) + ". The reported robustness may be masked "
+            "gradients; try an adaptive attack (BPDA, EOT) before believing it."
+        )

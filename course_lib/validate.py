@@ -16,7 +16,9 @@ def check_pixels(x: torch.Tensor, name: str = "x") -> None:
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.ndim < 2 or x.shape[0] == 0:
-        raise ValueError(f"{name} must be a non-empty batch of shape (B, ...), got {tuple(x.shape)}")
+        raise ValueError(
+            f"{name} must be a non-empty batch of shape (B, ...), got {tuple(x.shape)}"
+        )
     lo, hi = x.aminmax()
     if not (torch.isfinite(lo) and torch.isfinite(hi)) or lo < 0 or hi > 1:
         raise ValueError(

@@ -96,7 +96,9 @@ def cache_path(name: str, profile: str) -> Path:
     return config.cache_dir() / "models" / f"{name}-{profile}.pt"
 
 
-def load(name: str, profile: str | None = None, device: str | torch.device | None = None) -> nn.Module:
+def load(
+    name: str, profile: str | None = None, device: str | torch.device | None = None
+) -> nn.Module:
     """The trained model ``name`` in eval mode on ``device`` (default :func:`config.device`).
 
     Trains it (with a progress bar) on the first call for this profile and caches the weights.
@@ -114,8 +116,9 @@ def load(name: str, profile: str | None = None, device: str | torch.device | Non
         try:
             model.load_state_dict(state)
         except RuntimeError as err:  # same key but another architecture: treat as stale
-            warnings.warn(f"zoo: cached {path.name} does not fit the model ({err}); retraining",
-                          stacklevel=2)
+            warnings.warn(
+                f"zoo: cached {path.name} does not fit the model ({err}); retraining", stacklevel=2
+            )
             state = None
     if state is None:
         model.to(device)
@@ -132,12 +135,15 @@ def _read_cached(path: Path, key: str) -> dict | None:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a truncated or foreign file: any unpickling error
-        warnings.warn(f"zoo: cached model {path} is corrupt ({type(err).__name__}); retraining",
-                      stacklevel=3)
+        warnings.warn(
+            f"zoo: cached model {path} is corrupt ({type(err).__name__}); retraining", stacklevel=3
+        )
         return None
     if not isinstance(payload, dict) or payload.get("key") != key:
-        warnings.warn(f"zoo: cached model {path} is stale (recipe or settings changed); retraining",
-                      stacklevel=3)
+        warnings.warn(
+            f"zoo: cached model {path} is stale (recipe or settings changed); retraining",
+            stacklevel=3,
+        )
         return None
     return payload["state_dict"]
 
@@ -146,7 +152,9 @@ def _write_atomic(path: Path, payload: dict) -> None:
     """Write to a temporary file next to ``path``, then rename: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    cpu_payload = {"key": payload["key"],
-                   "state_dict": {k: v.detach().cpu() for k, v in payload["state_dict"].items()}}
+    cpu_payload = {
+        "key": payload["key"],
+        "state_dict": {k: v.detach().cpu() for k, v in payload["state_dict"].items()},
+    }
     torch.save(cpu_payload, tmp)
     os.replace(tmp, path)

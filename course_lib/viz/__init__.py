@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import inspect
 
-from .plots import accuracy_vs_eps, boundary_grid, decision_boundary, image_grid, slider_figure
+from .plots import (
+    BoundaryView,
+    accuracy_vs_eps,
+    boundary_grid,
+    decision_boundary,
+    draw_attack,
+    image_grid,
+    slider_figure,
+)
 from .widgets import LiveDemo, slider
 
 __all__ = [
+    "BoundaryView",
     "LiveDemo",
     "accuracy_vs_eps",
     "boundary_grid",
     "decision_boundary",
+    "draw_attack",
     "image_grid",
     "show_source",
     "slider",

@@ -8,6 +8,8 @@ from collections.abc import Callable, Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.collections import PatchCollection
+from matplotlib.figure import Figure
 from matplotlib.patches import Circle, Rectangle
 
 CLASS_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
@@ -42,28 +44,67 @@ def decision_boundary(
     x_adv: torch.Tensor | None = None,
 ):
     """Draw the classifier's regions (from :func:`boundary_grid`), the points ``x`` coloured by
-    ``y``, optional epsilon-balls (squares for l_inf, circles for l_2) and arrows to ``x_adv``."""
-    ax = ax if ax is not None else plt.subplots(figsize=(4.5, 4.5))[1]
-    ax.contourf(grid["xs"], grid["ys"], grid["prob"], levels=np.linspace(0, 1, 11), cmap="RdBu_r",
-                alpha=0.35)
+    ``y``, optional epsilon-balls (squares for l_inf, circles for l_2) and arrows to ``x_adv``.
+
+    Cheap enough for a live widget: one image, one contour, one collection per layer.
+    """
+    if ax is None:
+        ax = plt.subplots(figsize=(4.5, 4.5))[1]
+    extent = (grid["xs"][0], grid["xs"][-1], grid["ys"][0], grid["ys"][-1])
+    ax.imshow(
+        grid["prob"],
+        origin="lower",
+        extent=extent,
+        cmap="RdBu_r",
+        vmin=0,
+        vmax=1,
+        alpha=0.35,
+        interpolation="bilinear",
+    )
     ax.contour(grid["xs"], grid["ys"], grid["prob"], levels=[0.5], colors="k", linewidths=1)
     x, y = x.detach().cpu().numpy(), y.detach().cpu().numpy()
     colors = np.array(CLASS_COLORS)[y % len(CLASS_COLORS)]
     ax.scatter(x[:, 0], x[:, 1], c=colors, s=14, edgecolors="white", linewidths=0.4, zorder=3)
+    ax.set(xlim=extent[:2], ylim=extent[2:], aspect="equal", xlabel="x₁", ylabel="x₂")
+    ax.grid(False)
+    draw_attack(ax, x, eps, norm, x_adv, colors)
+    return ax
+
+
+def draw_attack(ax, x, eps=None, norm="linf", x_adv=None, colors="k") -> list:
+    """Add epsilon-balls around the points ``x`` and arrows to ``x_adv``; returns the artists
+    (so that a widget can ``remove()`` them and draw new ones on the same axes)."""
+    x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x
+    artists = []
     if eps:
-        for (px, py), c in zip(x, colors, strict=True):
-            ball = (Rectangle((px - eps, py - eps), 2 * eps, 2 * eps) if norm == "linf"
-                    else Circle((px, py), eps))
-            ball.set(facecolor="none", edgecolor=c, linewidth=0.6, alpha=0.7)
-            ax.add_patch(ball)
+        balls = [
+            Rectangle((px - eps, py - eps), 2 * eps, 2 * eps)
+            if norm == "linf"
+            else Circle((px, py), eps)
+            for px, py in x
+        ]
+        artists.append(
+            ax.add_collection(
+                PatchCollection(balls, facecolor="none", edgecolor=colors, linewidth=0.6, alpha=0.7)
+            )
+        )
     if x_adv is not None:
         xa = x_adv.detach().cpu().numpy()
-        ax.quiver(x[:, 0], x[:, 1], xa[:, 0] - x[:, 0], xa[:, 1] - x[:, 1], angles="xy",
-                  scale_units="xy", scale=1, width=0.004, color="k", zorder=4)
-    ax.set(xlim=(grid["xs"][0], grid["xs"][-1]), ylim=(grid["ys"][0], grid["ys"][-1]),
-           aspect="equal", xlabel="$x_1$", ylabel="$x_2$")
-    ax.grid(False)
-    return ax
+        artists.append(
+            ax.quiver(
+                x[:, 0],
+                x[:, 1],
+                xa[:, 0] - x[:, 0],
+                xa[:, 1] - x[:, 1],
+                angles="xy",
+                scale_units="xy",
+                scale=1,
+                width=0.004,
+                color="k",
+                zorder=4,
+            )
+        )
+    return artists
 
 
 def image_grid(
@@ -94,14 +135,20 @@ def image_grid(
             pred = int(preds[i])
             ax.set_title(f"{true}→{pred}", fontsize=9, color="black" if pred == true else "red")
     for r, title in enumerate(row_titles or []):
-        axes[r, 0].text(-0.15, 0.5, title, transform=axes[r, 0].transAxes, ha="right",
-                        va="center", fontsize=9)
+        axes[r, 0].text(
+            -0.15, 0.5, title, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=9
+        )
     fig.tight_layout()
     return fig
 
 
-def accuracy_vs_eps(eps_grid: Sequence[float], curves: Mapping[str, Sequence[float]], ax=None,
-                    title: str = "", xlabel: str = r"$\varepsilon$"):
+def accuracy_vs_eps(
+    eps_grid: Sequence[float],
+    curves: Mapping[str, Sequence[float]],
+    ax=None,
+    title: str = "",
+    xlabel: str = r"$\varepsilon$",
+):
     """Accuracy (y) against the attack budget (x), one line per attack or model."""
     ax = ax if ax is not None else plt.subplots(figsize=(5, 3.5))[1]
     for name, accs in curves.items():
@@ -111,13 +158,20 @@ def accuracy_vs_eps(eps_grid: Sequence[float], curves: Mapping[str, Sequence[flo
     return ax
 
 
-def slider_figure(values: Sequence[float], make_traces: Callable[[float], list], label: str,
-                  layout: dict | None = None, start: int = 0):
+def slider_figure(
+    values: Sequence[float],
+    make_traces: Callable[[float], list],
+    label: str,
+    layout: dict | None = None,
+    background: Sequence = (),
+    step_layout: Callable[[float], dict] | None = None,
+):
     """A plotly figure with one slider step per value, entirely precomputed.
 
-    ``make_traces(v)`` returns the plotly traces for value ``v`` (the same number for every ``v``).
-    All traces are stored in the figure and the slider only toggles their visibility, so it keeps
-    working on the static site where no kernel runs.
+    ``make_traces(v)`` returns the plotly traces for value ``v`` (the same number for every ``v``);
+    ``background`` traces stay visible at every step; ``step_layout(v)`` may return layout changes
+    for step ``v`` (a title, annotations). Everything is stored in the figure and the slider only
+    toggles visibility, so it keeps working on the static site where no kernel runs.
     """
     import plotly.graph_objects as go
 
@@ -125,18 +179,54 @@ def slider_figure(values: Sequence[float], make_traces: Callable[[float], list],
     per_step = len(groups[0])
     if any(len(g) != per_step for g in groups):
         raise ValueError("make_traces must return the same number of traces for every value")
-    fig = go.Figure()
+    fig = go.Figure(list(background))
     for i, traces in enumerate(groups):
         for trace in traces:
-            trace.visible = i == start
+            trace.visible = i == 0
             fig.add_trace(trace)
+    n_bg = len(background)
     steps = []
     for i, v in enumerate(values):
-        visible = [j // per_step == i for j in range(per_step * len(values))]
-        steps.append({"method": "update", "label": f"{v:g}", "args": [{"visible": visible}]})
+        visible = [True] * n_bg + [j // per_step == i for j in range(per_step * len(values))]
+        extra = step_layout(v) if step_layout else {}
+        steps.append({"method": "update", "label": f"{v:g}", "args": [{"visible": visible}, extra]})
     fig.update_layout(
-        sliders=[{"active": start, "steps": steps, "currentvalue": {"prefix": f"{label} = "},
-                  "pad": {"t": 40}}],
+        sliders=[
+            {
+                "active": 0,
+                "steps": steps,
+                "currentvalue": {"prefix": f"{label} = "},
+                "pad": {"t": 30},
+            }
+        ],
         **(layout or {}),
     )
+    if step_layout:
+        fig.update_layout(step_layout(values[0]))
     return fig
+
+
+class BoundaryView:
+    """A decision-boundary figure that a widget redraws in place.
+
+    The regions and points are drawn once; :meth:`draw` swaps the epsilon-balls, the arrows and
+    the title, which keeps an update around 50 ms on a laptop CPU (a fresh figure costs ~3x more,
+    mostly in laying out ticks and labels).
+    """
+
+    def __init__(self, grid: dict, x: torch.Tensor, y: torch.Tensor, size: float = 4.6):
+        self.fig = Figure(figsize=(size, size))
+        self.ax = self.fig.add_subplot()
+        decision_boundary(grid, x, y, ax=self.ax)
+        self.ax.set(xticks=[0, 0.5, 1], yticks=[0, 0.5, 1])
+        self.x = x
+        self.colors = np.array(CLASS_COLORS)[y.cpu().numpy() % len(CLASS_COLORS)]
+        self._artists: list = []
+        self.fig.tight_layout()
+
+    def draw(self, eps: float | None = None, norm: str = "linf", x_adv=None, title: str = ""):
+        for artist in self._artists:
+            artist.remove()
+        self._artists = draw_attack(self.ax, self.x, eps, norm, x_adv, self.colors)
+        self.ax.set_title(title, fontsize=10)
+        return self.fig

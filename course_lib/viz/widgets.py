@@ -8,24 +8,31 @@ a control (``demo.controls["eps"].value = 0.2``) and read ``demo.result``.
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Callable, Mapping
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
-from IPython.display import display
+import numpy as np
+import PIL.Image
+from IPython.display import Image, display
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 
 class LiveDemo:
     """Controls + an output area, re-rendered by ``render(**values)`` whenever a control moves.
 
-    ``render`` returns a matplotlib figure, a plotly figure, or any displayable object; it may also
+    ``render`` returns a matplotlib figure (shown as a PNG, see :func:`figure_to_png`), a plotly
+    figure, or any displayable object; it may also
     return ``(figure, result)`` where ``result`` (e.g. an accuracy) is kept in ``demo.result`` for
     check cells. ``demo.timings_ms`` holds the duration of every update.
     """
 
-    def __init__(self, render: Callable, controls: Mapping[str, widgets.ValueWidget],
-                 title: str = ""):
+    def __init__(
+        self, render: Callable, controls: Mapping[str, widgets.ValueWidget], title: str = ""
+    ):
         self.render, self.controls = render, dict(controls)
         self.out = widgets.Output()
         self.result = None
@@ -45,19 +52,47 @@ class LiveDemo:
         shown = self.render(**self.values())
         if isinstance(shown, tuple):
             shown, self.result = shown
+        if isinstance(shown, Figure):
+            shown = figure_to_png(shown)
         self.out.outputs = ()
         self.out.append_display_data(shown)
-        if isinstance(shown, plt.Figure):
-            plt.close(shown)  # shown once in the Output, not again at the end of the cell
         self.timings_ms.append(1000 * (time.perf_counter() - start))
 
     def _ipython_display_(self) -> None:
         display(self.box)
 
 
-def slider(value: float, low: float, high: float, step: float, description: str,
-           fmt: str = ".3f") -> widgets.FloatSlider:
+def figure_to_png(fig: Figure) -> Image:
+    """Rasterise a matplotlib figure into a PNG ``Image`` and close it.
+
+    About twice as fast as the inline backend (which draws twice for its tight bounding box and
+    compresses hard): one Agg draw, then a light PNG compression.
+    """
+    canvas = (
+        FigureCanvasAgg(fig)
+        if fig.canvas is None or not hasattr(fig.canvas, "buffer_rgba")
+        else fig.canvas
+    )
+    canvas.draw()
+    buffer = io.BytesIO()
+    PIL.Image.fromarray(np.asarray(canvas.buffer_rgba())).save(
+        buffer, format="png", compress_level=1
+    )
+    plt.close(fig)  # shown once in the Output, not again at the end of the cell
+    return Image(data=buffer.getvalue(), format="png")
+
+
+def slider(
+    value: float, low: float, high: float, step: float, description: str, fmt: str = ".3f"
+) -> widgets.FloatSlider:
     """A float slider that updates only on release (``continuous_update=False``), so a drag
     costs one render instead of dozens."""
-    return widgets.FloatSlider(value=value, min=low, max=high, step=step, description=description,
-                               readout_format=fmt, continuous_update=False)
+    return widgets.FloatSlider(
+        value=value,
+        min=low,
+        max=high,
+        step=step,
+        description=description,
+        readout_format=fmt,
+        continuous_update=False,
+    )

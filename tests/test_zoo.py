@@ -1,0 +1,84 @@
+import pytest
+import torch
+
+from course_lib import zoo
+
+
+def _build():
+    return torch.nn.Linear(2, 2)
+
+
+CALLS = []
+
+
+def _train(model, settings):
+    CALLS.append(settings["value"])
+    with torch.no_grad():
+        model.weight.fill_(settings["value"])
+
+
+@pytest.fixture
+def recipe(monkeypatch, tmp_path):
+    """A tiny recipe in a fresh cache folder; returns a function that changes its settings."""
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
+    CALLS.clear()
+
+    def install(value=1.0):
+        r = zoo.Recipe(
+            build=_build,
+            train=_train,
+            settings={"quick": {"value": value}, "full": {"value": value}},
+        )
+        monkeypatch.setitem(zoo.RECIPES, "tiny", r)
+
+    install()
+    return install
+
+
+def test_miss_trains_then_hit_loads(recipe):
+    first = zoo.load("tiny", profile="quick", device="cpu")
+    assert CALLS == [1.0] and zoo.cache_path("tiny", "quick").exists()
+    second = zoo.load("tiny", profile="quick", device="cpu")
+    assert CALLS == [1.0]  # no retraining
+    assert torch.equal(first.weight, second.weight) and not second.training
+
+
+def test_corrupt_file_is_retrained_with_a_warning(recipe):
+    zoo.load("tiny", profile="quick", device="cpu")
+    zoo.cache_path("tiny", "quick").write_bytes(b"not a torch file")
+    with pytest.warns(UserWarning, match="corrupt"):
+        model = zoo.load("tiny", profile="quick", device="cpu")
+    assert CALLS == [1.0, 1.0] and torch.all(model.weight == 1.0)
+    zoo.load("tiny", profile="quick", device="cpu")  # and the rewritten file is good again
+    assert len(CALLS) == 2
+
+
+def test_changed_settings_change_the_key_and_retrain(recipe):
+    zoo.load("tiny", profile="quick", device="cpu")
+    recipe(value=2.0)
+    with pytest.warns(UserWarning, match="stale"):
+        model = zoo.load("tiny", profile="quick", device="cpu")
+    assert CALLS == [1.0, 2.0] and torch.all(model.weight == 2.0)
+
+
+def test_key_depends_on_source_and_settings():
+    r = zoo.RECIPES["mnist_cnn"]
+    k1 = zoo.recipe_key("mnist_cnn", r, r.settings["quick"])
+    assert k1 == zoo.recipe_key("mnist_cnn", r, dict(r.settings["quick"]))
+    assert k1 != zoo.recipe_key("mnist_cnn", r, {**r.settings["quick"], "epochs": 11})
+    other = zoo.Recipe(build=_build, train=r.train, settings=r.settings)
+    assert k1 != zoo.recipe_key("mnist_cnn", other, r.settings["quick"])
+
+
+def test_writes_are_atomic_and_leave_no_temporary_files(recipe, tmp_path):
+    zoo.load("tiny", profile="quick", device="cpu")
+    assert [p.name for p in (tmp_path / "models").iterdir()] == ["tiny-quick.pt"]
+    payload = torch.load(zoo.cache_path("tiny", "quick"), weights_only=True)
+    assert set(payload) == {"key", "state_dict"}
+
+
+def test_unknown_names_list_the_recipes(recipe):
+    with pytest.raises(ValueError, match="name must be one of.*mnist_cnn"):
+        zoo.load("resnet50")
+    with pytest.raises(ValueError, match="profile"):
+        zoo.load("tiny", profile="medium")
