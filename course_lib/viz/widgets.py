@@ -8,17 +8,16 @@ a control (``demo.controls["eps"].value = 0.2``) and read ``demo.result``.
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Callable, Mapping
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
-import numpy as np
-import PIL.Image
 from IPython.display import Image, display
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from .plots import canvas_to_png
 
 
 class LiveDemo:
@@ -68,18 +67,10 @@ def figure_to_png(fig: Figure) -> Image:
     About twice as fast as the inline backend (which draws twice for its tight bounding box and
     compresses hard): one Agg draw, then a light PNG compression.
     """
-    canvas = (
-        FigureCanvasAgg(fig)
-        if fig.canvas is None or not hasattr(fig.canvas, "buffer_rgba")
-        else fig.canvas
-    )
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
     canvas.draw()
-    buffer = io.BytesIO()
-    PIL.Image.fromarray(np.asarray(canvas.buffer_rgba())).save(
-        buffer, format="png", compress_level=1
-    )
     plt.close(fig)  # shown once in the Output, not again at the end of the cell
-    return Image(data=buffer.getvalue(), format="png")
+    return canvas_to_png(canvas)
 
 
 def slider(
