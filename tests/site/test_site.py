@@ -1,0 +1,110 @@
+"""Browser test of the built site: the primer page shows its figures and its plotly sliders work
+without a kernel. Needs `make book` first and Debian's chromium (see README)."""
+
+import functools
+import http.server
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+ROOT = Path(__file__).resolve().parents[2]
+SITE = ROOT / "_build" / "html"
+PRIMER = "chapters/00_primer/01_threat_models_and_attacks.html"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def site_url():
+    if not (SITE / PRIMER).exists():
+        pytest.fail("the site is not built: run `make book` first")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(SITE))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def page(site_url):
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("Debian's chromium is required: apt-get install -y chromium")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        # the site must not need the internet for its figures: refuse every other host
+        page.route(
+            "**/*", lambda r: r.continue_() if r.request.url.startswith(site_url) else r.abort()
+        )
+        page.failed_local = []
+        page.on("response", lambda r: r.status >= 400 and page.failed_local.append(r.url))
+        page.goto(f"{site_url}/{PRIMER}", wait_until="load")
+        yield page
+        browser.close()
+
+
+def test_primer_page_loads_its_local_assets_and_images(page):
+    assert page.failed_local == []
+    assert "Threat models and attacks" in page.title()
+    images = page.locator("img[src*='_images']")
+    assert images.count() >= 4  # matplotlib figures of the executed notebook
+    assert all(images.nth(i).evaluate("img => img.naturalWidth > 0") for i in range(images.count()))
+
+
+def test_plotly_figures_render_offline(page):
+    page.wait_for_selector(".js-plotly-plot .main-svg", timeout=20_000)
+    assert page.locator(".js-plotly-plot").count() >= 2
+    # plotly drew real traces (heatmap images / scatter points), not an empty frame
+    assert (
+        page.locator(
+            ".js-plotly-plot .heatmaplayer image, .js-plotly-plot .scatterlayer path"
+        ).count()
+        > 0
+    )
+
+
+VISIBLE_JS = "gd.data.flatMap((t, i) => (t.visible === true ? [i] : []))"
+
+
+def _visible(plot):
+    return plot.evaluate(f"gd => {VISIBLE_JS}")
+
+
+def test_plotly_slider_changes_the_plot(page):
+    plots = page.locator(".js-plotly-plot")
+    page.wait_for_selector(".js-plotly-plot .slider-container", timeout=20_000)
+    for i in range(plots.count()):
+        plot = plots.nth(i)
+        if plot.locator(".slider-rail-touch-rect").count() == 0:
+            continue
+        plot.scroll_into_view_if_needed()
+        before_traces = _visible(plot)
+        before_label = plot.locator(".slider-group > text.slider-label").text_content()
+        before_title = plot.locator(".gtitle").all_text_contents()
+        before_pixels = plot.screenshot()
+        rail = plot.locator(".slider-rail-touch-rect").bounding_box()
+        page.mouse.click(rail["x"] + 0.8 * rail["width"], rail["y"] + rail["height"] / 2)
+        page.wait_for_function(
+            f"([gd, before]) => {VISIBLE_JS}.join() !== before",
+            arg=[plot.element_handle(), ",".join(map(str, before_traces))],
+            timeout=10_000,
+        )
+        assert _visible(plot) != before_traces
+        assert plot.locator(".slider-group > text.slider-label").text_content() != before_label
+        assert plot.screenshot() != before_pixels
+        if before_title:  # a per-step title is updated, not lost
+            after_title = plot.locator(".gtitle").all_text_contents()
+            assert after_title and after_title != before_title
