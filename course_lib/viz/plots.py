@@ -193,6 +193,7 @@ def slider_figure(
     if any(len(g) != per_step for g in groups):
         raise ValueError("make_traces must return the same number of traces for every value")
     fig = go.Figure(list(background))
+    fig.update_traces(visible=True)  # the background is visible at every step
     for i, traces in enumerate(groups):
         for trace in traces:
             trace.visible = i == 0
