@@ -130,7 +130,7 @@ def _pgd_climb(model, x, y, eps, alpha, steps, norm, random_start, direction):
     x_adv = threat.random_start(x, eps) if random_start else x.clone()
     for _ in range(steps):
         grad = input_gradient(model, x_adv, y)  # (B, ...)
-        x_adv = threat.project(x_adv + direction * threat.step(grad, alpha), x, eps)
+        x_adv = threat.project(x_adv + threat.step(grad, direction * alpha), x, eps)
     return x_adv.detach()
 
 
