@@ -46,6 +46,7 @@ site-test: venv
 
 bench: venv
 	$(PY) benchmarks/run.py
+	$(PY) benchmarks/budgets.py
 
 clean:
 	rm -rf _build .pytest_cache .ruff_cache

@@ -50,9 +50,9 @@ def fgsm(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -
     _check_attack_args(x, y, eps)
     if eps == 0:
         return x.clone()
-    return THREATS["linf"].project(
-        x + THREATS["linf"].step(input_gradient(model, x, y), eps), x, eps
-    )
+    linf = THREATS["linf"]
+    grad = input_gradient(model, x, y)  # (B, ...)
+    return linf.project(x + linf.step(grad, eps), x, eps)
 
 
 def pgd(
@@ -83,14 +83,7 @@ def pgd(
     cross the ball from any start.
     """
     _check_attack_args(x, y, eps, alpha, steps, norm, restarts)
-    if eps == 0 or steps == 0 and not random_start:
-        return x.clone()
-    alpha = 2.5 * eps / max(steps, 1) if alpha is None else alpha
-    best = _pgd_climb(model, x, y, eps, alpha, steps, norm, random_start, direction=1)
-    for _ in range(restarts - 1):
-        candidate = _pgd_climb(model, x, y, eps, alpha, steps, norm, random_start, direction=1)
-        best = _keep_worst_case(model, best, candidate, y, targeted=False)
-    return best
+    return _pgd_with_restarts(model, x, y, eps, alpha, steps, norm, random_start, restarts, False)
 
 
 def pgd_targeted(
@@ -112,20 +105,27 @@ def pgd_targeted(
     the run that reaches the target, ties going to the lower target loss.
     """
     _check_attack_args(x, target, eps, alpha, steps, norm, restarts, y_name="target")
+    return _pgd_with_restarts(
+        model, x, target, eps, alpha, steps, norm, random_start, restarts, True
+    )
+
+
+def _pgd_with_restarts(model, x, labels, eps, alpha, steps, norm, random_start, restarts, targeted):
+    """``restarts`` PGD climbs; each sample keeps its worst case (see :func:`keep_worst_case`)."""
     if eps == 0 or steps == 0 and not random_start:
         return x.clone()
     alpha = 2.5 * eps / max(steps, 1) if alpha is None else alpha
-    best = _pgd_climb(model, x, target, eps, alpha, steps, norm, random_start, direction=-1)
+    direction = -1 if targeted else 1  # targeted attacks descend the target's loss
+    best = pgd_climb(model, x, labels, eps, alpha, steps, norm, random_start, direction)
     for _ in range(restarts - 1):
-        candidate = _pgd_climb(
-            model, x, target, eps, alpha, steps, norm, random_start, direction=-1
-        )
-        best = _keep_worst_case(model, best, candidate, target, targeted=True)
+        candidate = pgd_climb(model, x, labels, eps, alpha, steps, norm, random_start, direction)
+        best = keep_worst_case(model, best, candidate, labels, targeted)
     return best
 
 
-def _pgd_climb(model, x, y, eps, alpha, steps, norm, random_start, direction):
-    """One PGD run: ``steps`` projected steps of size ``alpha`` (``direction=-1`` descends)."""
+def pgd_climb(model, x, y, eps, alpha, steps, norm="linf", random_start=True, direction=1):
+    """One PGD run, the heart of :func:`pgd`: ``steps`` projected steps of size ``alpha``
+    (``direction=-1`` descends, for targeted attacks). No argument checks, no restarts."""
     threat = THREATS[norm]
     x_adv = threat.random_start(x, eps) if random_start else x.clone()
     for _ in range(steps):
@@ -135,8 +135,9 @@ def _pgd_climb(model, x, y, eps, alpha, steps, norm, random_start, direction):
 
 
 @torch.no_grad()
-def _keep_worst_case(model, x_a, x_b, y, targeted):
-    """Per sample, keep the run that succeeds; among equals, the one with the better loss."""
+def keep_worst_case(model, x_a, x_b, y, targeted=False):
+    """Per sample, keep the run that succeeds; among equals, the one with the better loss
+    (higher for an untargeted attack, lower target loss for a targeted one)."""
     logits_a, logits_b = model(x_a), model(x_b)  # (B, K)
     loss_a = F.cross_entropy(logits_a, y, reduction="none")  # (B,)
     loss_b = F.cross_entropy(logits_b, y, reduction="none")
