@@ -19,7 +19,7 @@ PROFILES = ("quick", "full")
 SETTINGS: dict[str, dict] = {
     "quick": {
         "toy_n": 400,  # points in a 2-D toy set
-        "eval_n": 250,  # test images used for attack curves
+        "eval_n": 200,  # test images used for attack curves
         "pgd_steps": 10,
         "pgd_restarts": 2,
         "batch_size": 256,
