@@ -3,24 +3,14 @@ without a kernel. Needs `make book` first and Debian's chromium (see README)."""
 
 import functools
 import http.server
-import shutil
 import threading
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = ROOT / "_build" / "html"
 PRIMER = "chapters/00_primer/01_threat_models_and_attacks.html"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.fixture(scope="module")
@@ -38,22 +28,15 @@ def site_url():
 
 
 @pytest.fixture(scope="module")
-def page(site_url):
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.fail("Debian's chromium is required: apt-get install -y chromium")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        # the site must not need the internet for its figures: refuse every other host
-        page.route(
-            "**/*", lambda r: r.continue_() if r.request.url.startswith(site_url) else r.abort()
-        )
-        page.failed_local = []
-        page.on("response", lambda r: r.status >= 400 and page.failed_local.append(r.url))
-        page.goto(f"{site_url}/{PRIMER}", wait_until="load")
-        yield page
-        browser.close()
+def page(browser, site_url):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    # the site must not need the internet for its figures: refuse every other host
+    page.route("**/*", lambda r: r.continue_() if r.request.url.startswith(site_url) else r.abort())
+    page.failed_local = []
+    page.on("response", lambda r: r.status >= 400 and page.failed_local.append(r.url))
+    page.goto(f"{site_url}/{PRIMER}", wait_until="load")
+    yield page
+    page.close()
 
 
 def test_primer_page_loads_its_local_assets_and_images(page):
