@@ -49,7 +49,10 @@ def run_notebook(path: Path) -> tuple[float, list[str]]:
 
 
 def main(paths: list[str]) -> None:
-    notebooks = [Path(p) for p in paths] or sorted((ROOT / "chapters").rglob("*.ipynb"))
+    found = sorted((ROOT / "chapters").rglob("*.ipynb"))
+    notebooks = [Path(p) for p in paths] or [
+        p for p in found if ".ipynb_checkpoints" not in p.parts
+    ]
     os.environ.setdefault("COURSE_PROFILE", "quick")
     print(f"import course_lib; setup(): {time_setup():.2f} s (median of 3, fresh interpreter)")
     with tempfile.TemporaryDirectory() as cache:
