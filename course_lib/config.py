@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +75,24 @@ def seed_everything(seed: int = 0) -> None:
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002 (the legacy global generator students may use)
     torch.manual_seed(seed)  # also seeds CUDA and MPS generators
+
+
+@contextmanager
+def isolated_rng(seed: int = 0):
+    """Seed every generator inside the block and restore all of them afterwards.
+
+    Code around the block sees the same random numbers whether the block ran or not: loading a
+    cached model and training it leave a notebook's later draws identical.
+    """
+    py_state, np_state = random.getstate(), np.random.get_state()  # noqa: NPY002
+    cuda_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=cuda_devices):
+        seed_everything(seed)
+        try:
+            yield
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)  # noqa: NPY002
 
 
 def setup(seed: int = 0, quiet: bool = False) -> dict:

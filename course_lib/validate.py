@@ -27,13 +27,15 @@ def check_pixels(x: torch.Tensor, name: str = "x") -> None:
 
 
 def check_labels(x: torch.Tensor, y: torch.Tensor, name: str = "y") -> None:
-    """``y`` must be a 1-D integer tensor with one label per sample of ``x``."""
-    if not isinstance(y, torch.Tensor) or y.ndim != 1 or y.dtype.is_floating_point:
-        raise ValueError(f"{name} must be a 1-D integer tensor of class indices")
+    """``y`` must be a 1-D int64 tensor of class indices >= 0, one per sample of ``x``."""
+    if not isinstance(y, torch.Tensor) or y.ndim != 1 or y.dtype != torch.int64:
+        raise ValueError(f"{name} must be a 1-D int64 (torch.long) tensor of class indices")
     if y.shape[0] != x.shape[0]:
         raise ValueError(
             f"batch sizes differ: x has {x.shape[0]} samples but {name} has {y.shape[0]}"
         )
+    if y.numel() and y.min() < 0:
+        raise ValueError(f"{name} must hold class indices >= 0, got {y.min().item()}")
 
 
 def check_nonnegative(value: float, name: str) -> None:

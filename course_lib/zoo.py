@@ -3,8 +3,11 @@
 A recipe is a ``build()`` that returns the untrained architecture, a ``train(model, settings)``
 that trains it in place, and its settings for each profile. The cache file
 ``<cache>/models/<name>-<profile>.pt`` stores the weights together with a key: the SHA-256 of the
-recipe's source code and settings. A missing, corrupt or stale file (the recipe or its settings
-changed) is retrained with a warning. Writes are atomic (temporary file, then rename) and loads use
+recipe's source code and settings, of the library code training goes through, and of torch's
+version (:func:`recipe_key`). Building and training run with their own seed inside
+:func:`config.isolated_rng`, so loading a model never changes a notebook's random numbers.
+A missing, corrupt or stale file (the recipe or its settings changed) is retrained with a
+warning. Writes are atomic (temporary file, then rename) and loads use
 ``torch.load(weights_only=True)``, which cannot execute code from the file.
 """
 
@@ -22,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import config
+from . import attacks, config, data, models, threat, train
 from .data import TensorLoader, load_mnist, load_toy2d
 from .models import mlp, small_cnn
 from .train import cross_entropy_loss, fit
@@ -78,14 +81,21 @@ RECIPES: dict[str, Recipe] = {
 # ----- loading and caching -------------------------------------------------------------------
 
 
+# modules whose code shapes the trained weights: a change in any of them retrains the models
+TRAINING_MODULES = (data, models, train, attacks, threat)
+
+
 def recipe_key(name: str, recipe: Recipe, settings: dict) -> str:
-    """SHA-256 of everything that determines the trained weights."""
+    """SHA-256 of the recipe (the source of its ``build`` and ``train``, its settings), the source
+    of :data:`TRAINING_MODULES` and torch's version."""
     blob = json.dumps(
         {
             "name": name,
             "build": inspect.getsource(recipe.build),
             "train": inspect.getsource(recipe.train),
             "settings": settings,
+            "modules": {m.__name__: inspect.getsource(m) for m in TRAINING_MODULES},
+            "torch": torch.__version__,
         },
         sort_keys=True,
     )
@@ -110,7 +120,9 @@ def load(
     key, path = recipe_key(name, recipe, settings), cache_path(name, profile)
     device = config.device() if device is None else torch.device(device)
 
-    model = recipe.build()
+    seed = settings.get("seed", 0)
+    with config.isolated_rng(seed):  # the caller's random numbers are left untouched
+        model = recipe.build()
     state = _read_cached(path, key)
     if state is not None:
         try:
@@ -122,8 +134,8 @@ def load(
             state = None
     if state is None:
         model.to(device)
-        config.seed_everything(settings.get("seed", 0))
-        recipe.train(model, settings)
+        with config.isolated_rng(seed):
+            recipe.train(model, settings)
         _write_atomic(path, {"key": key, "state_dict": model.state_dict()})
     return model.to(device).eval()
 

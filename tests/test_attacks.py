@@ -127,6 +127,14 @@ def test_attacks_reject_pixels_outside_unit_box(random_cnn, attack):
 
 
 @pytest.mark.parametrize("attack", [fgsm, pgd, pgd_targeted])
+def test_attacks_reject_labels_that_are_not_class_indices(random_cnn, attack):
+    model, x, y = random_cnn
+    for bad in (y.int(), y.bool(), y.float(), y.view(-1, 1), y - 20):
+        with pytest.raises(ValueError, match="class indices"):
+            attack(model, x, bad, 0.1)
+
+
+@pytest.mark.parametrize("attack", [fgsm, pgd, pgd_targeted])
 def test_attacks_reject_mismatched_batches_and_empty_input(random_cnn, attack):
     model, x, y = random_cnn
     with pytest.raises(ValueError, match="batch sizes differ"):

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from course_lib.checks import expect, robustness_sanity
+from course_lib.checks import expect, restart_gain, robustness_sanity
 
 
 class RoundInput(nn.Module):
@@ -43,3 +43,11 @@ def test_sanity_for_l2_and_bad_grids(mnist_model, mnist):
         robustness_sanity(mnist_model, x, y, eps_grid=[])
     with pytest.raises(ValueError, match="norm"):
         robustness_sanity(mnist_model, x, y, eps_grid=[0.1], norm="l1")
+
+
+def test_restarts_never_raise_accuracy_across_chunks(mnist_model, mnist):
+    x, y = mnist.x_test[:300], mnist.y_test[:300]
+    for seed in range(3):
+        torch.manual_seed(seed)
+        one, more = restart_gain(mnist_model, x, y, 0.08, steps=5, restarts=3, batch_size=64)
+        assert more <= one  # exact: the restarts extend the very same first run, chunk by chunk

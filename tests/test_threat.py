@@ -7,21 +7,37 @@ from course_lib.threat import THREATS, perturbation_norm, project_l2, project_li
 @pytest.mark.parametrize("seed", range(5))
 def test_l2_projection_is_the_nearest_point_of_the_ball(seed):
     torch.manual_seed(seed)
-    x = torch.full((8, 3, 4, 4), 0.5)
+    x = torch.rand(64, 3, 4, 4)  # clean points anywhere in the box, edges included
+    x[:8] = 0.0
+    x[8:16] = 1.0
     eps = 0.7
-    x_adv = x + 0.3 * torch.randn_like(x)  # inside [0, 1] after the small box margin below
-    x_adv = x_adv.clamp(0, 1)
-    p = project_l2(x_adv, x, eps)
-    delta, d_p = (x_adv - x).flatten(1), (p - x).flatten(1)
+    scale = torch.linspace(0.02, 0.6, 64).view(-1, 1, 1, 1)  # short and long perturbations
+    x_adv = (x + scale * torch.randn_like(x)).clamp(0, 1)
+    delta = (x_adv - x).flatten(1)
     norms = delta.norm(dim=1)
-    # closed form: unchanged inside, rescaled onto the sphere outside
+    assert (norms < eps).any() and (norms > eps).any()  # both branches are exercised
+    d_p = (project_l2(x_adv, x, eps) - x).flatten(1)
+    # closed form: unchanged inside the ball, rescaled onto the sphere outside
     expected = torch.where((norms <= eps)[:, None], delta, delta * (eps / norms)[:, None])
     torch.testing.assert_close(d_p, expected)
-    # nearest point: no random point of the ball (inside the box) is closer to x_adv
+    # nearest point: no random point of the ball is closer to x_adv
     for _ in range(50):
         q = torch.randn_like(delta)
-        q = q / q.norm(dim=1, keepdim=True) * eps * torch.rand(8, 1)
+        q = q / q.norm(dim=1, keepdim=True) * eps * torch.rand(64, 1)
         assert ((delta - q).norm(dim=1) >= (delta - d_p).norm(dim=1) - 1e-6).all()
+
+
+def test_l2_projection_of_points_outside_the_box_lands_in_both():
+    torch.manual_seed(0)
+    x = torch.rand(32, 1, 6, 6)
+    x_adv = x + 0.5 * torch.randn_like(x)  # a gradient step may leave [0, 1]
+    p = project_l2(x_adv, x, 0.5)
+    assert p.min() >= 0 and p.max() <= 1
+    assert ((p - x).flatten(1).norm(dim=1) <= 0.5 + 1e-6).all()
+    # it is the ball projection followed by the box clip
+    delta = (x_adv - x).flatten(1)
+    scaled = delta * torch.clamp(0.5 / delta.norm(dim=1, keepdim=True), max=1)
+    torch.testing.assert_close(p, (x + scaled.view_as(x)).clamp(0, 1))
 
 
 def test_linf_projection_clips_to_ball_and_box():

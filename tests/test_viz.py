@@ -11,6 +11,7 @@ from course_lib.viz import (
     LiveDemo,
     accuracy_vs_eps,
     boundary_grid,
+    decision_boundary,
     image_grid,
     show_source,
     slider,
@@ -31,6 +32,17 @@ def test_boundary_grid_matches_the_model(toy):
     # entry (row i, column j) is the point (xs[j], ys[i])
     point = torch.tensor([[grid["xs"][7], grid["ys"][3]]])
     assert grid["pred"][3, 7] == model(point).argmax(1).item()
+
+
+def test_decision_boundary_for_three_classes():
+    torch.manual_seed(0)
+    model = mlp(2, (8,), 3).eval()
+    grid = boundary_grid(model, resolution=40)
+    assert grid["num_classes"] == 3 and set(grid["pred"].ravel()) <= {0, 1, 2}
+    fig, ax = plt.subplots()
+    decision_boundary(grid, torch.rand(5, 2), torch.tensor([0, 1, 2, 0, 1]), ax=ax)
+    assert ax.images[0].get_array().max() <= 2  # regions coloured by class, not by confidence
+    plt.close(fig)
 
 
 def test_slider_figure_toggles_one_group_per_step():

@@ -61,6 +61,15 @@ def test_changed_settings_change_the_key_and_retrain(recipe):
     assert CALLS == [1.0, 2.0] and torch.all(model.weight == 2.0)
 
 
+def test_loading_leaves_the_callers_random_numbers_alone(recipe):
+    for _ in range(2):  # a miss (trains) and a hit (loads)
+        torch.manual_seed(3)
+        expected = torch.rand(3)
+        torch.manual_seed(3)
+        zoo.load("tiny", profile="quick", device="cpu")
+        assert torch.equal(torch.rand(3), expected)
+
+
 def test_key_depends_on_source_and_settings():
     r = zoo.RECIPES["mnist_cnn"]
     k1 = zoo.recipe_key("mnist_cnn", r, r.settings["quick"])

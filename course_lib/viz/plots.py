@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PatchCollection
+from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle, Rectangle
 
@@ -21,9 +22,9 @@ CLASS_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
 def boundary_grid(model: torch.nn.Module, resolution: int = 200, lim=(0.0, 1.0)) -> dict:
     """Evaluate a 2-D classifier on a ``resolution x resolution`` grid over ``lim x lim``.
 
-    Returns ``{"xs", "ys", "pred", "prob"}``: the axes, the predicted class ``(R, R)`` and the
-    probability of class 1 (or of the predicted class for more classes). Compute it once and pass it
-    to :func:`decision_boundary`, so that a widget only redraws.
+    Returns ``{"xs", "ys", "pred", "prob", "num_classes"}``: the axes, the predicted class
+    ``(R, R)`` and the probability of class 1 (for more than two classes: of the predicted class).
+    Compute it once and pass it to :func:`decision_boundary`, so that a widget only redraws.
     """
     xs = np.linspace(*lim, resolution, dtype=np.float32)
     gx, gy = np.meshgrid(xs, xs)
@@ -33,7 +34,13 @@ def boundary_grid(model: torch.nn.Module, resolution: int = 200, lim=(0.0, 1.0))
     pred = probs.argmax(1)
     prob = probs[:, 1] if probs.shape[1] == 2 else probs.max(1).values
     shape = (resolution, resolution)
-    return {"xs": xs, "ys": xs, "pred": pred.view(shape).numpy(), "prob": prob.view(shape).numpy()}
+    return {
+        "xs": xs,
+        "ys": xs,
+        "pred": pred.view(shape).numpy(),
+        "prob": prob.view(shape).numpy(),
+        "num_classes": int(probs.shape[1]),
+    }
 
 
 def decision_boundary(
@@ -53,17 +60,39 @@ def decision_boundary(
     if ax is None:
         ax = plt.subplots(figsize=(4.5, 4.5))[1]
     extent = (grid["xs"][0], grid["xs"][-1], grid["ys"][0], grid["ys"][-1])
-    ax.imshow(
-        grid["prob"],
-        origin="lower",
-        extent=extent,
-        cmap="RdBu_r",
-        vmin=0,
-        vmax=1,
-        alpha=0.35,
-        interpolation="bilinear",
-    )
-    ax.contour(grid["xs"], grid["ys"], grid["prob"], levels=[0.5], colors="k", linewidths=1)
+    k = grid.get("num_classes", 2)
+    if k == 2:  # shade by P(class 1); the boundary is where it crosses 1/2
+        ax.imshow(
+            grid["prob"],
+            origin="lower",
+            extent=extent,
+            cmap="RdBu_r",
+            vmin=0,
+            vmax=1,
+            alpha=0.35,
+            interpolation="bilinear",
+        )
+        ax.contour(grid["xs"], grid["ys"], grid["prob"], levels=[0.5], colors="k", linewidths=1)
+    else:  # colour each region by its class; boundaries between regions of different classes
+        cmap = ListedColormap(CLASS_COLORS[:k])
+        ax.imshow(
+            grid["pred"],
+            origin="lower",
+            extent=extent,
+            cmap=cmap,
+            vmin=-0.5,
+            vmax=k - 0.5,
+            alpha=0.3,
+            interpolation="nearest",
+        )
+        ax.contour(
+            grid["xs"],
+            grid["ys"],
+            grid["pred"],
+            levels=np.arange(k - 1) + 0.5,
+            colors="k",
+            linewidths=1,
+        )
     x, y = x.detach().cpu().numpy(), y.detach().cpu().numpy()
     colors = np.array(CLASS_COLORS)[y % len(CLASS_COLORS)]
     ax.scatter(x[:, 0], x[:, 1], c=colors, s=14, edgecolors="white", linewidths=0.4, zorder=3)
