@@ -103,6 +103,7 @@ def recipe_key(name: str, recipe: Recipe, settings: dict) -> str:
 
 
 def cache_path(name: str, profile: str) -> Path:
+    """Where the weights of model ``name`` trained in ``profile`` are cached."""
     return config.cache_dir() / "models" / f"{name}-{profile}.pt"
 
 
@@ -153,7 +154,8 @@ def _read_cached(path: Path, key: str) -> dict | None:
         return None
     if not isinstance(payload, dict) or payload.get("key") != key:
         warnings.warn(
-            f"zoo: cached model {path} is stale (recipe or settings changed); retraining",
+            f"zoo: cached model {path} is stale (its recipe, settings or library code "
+            "changed); retraining",
             stacklevel=3,
         )
         return None
