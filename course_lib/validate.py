@@ -26,6 +26,18 @@ def check_pixels(x: torch.Tensor, name: str = "x") -> None:
         )
 
 
+def check_batch(x: torch.Tensor, name: str = "x") -> None:
+    """``x`` must be a non-empty batch ``(B, ...)`` of finite values (any range, unlike pixels)."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.ndim < 2 or x.shape[0] == 0 or x[0].numel() == 0:
+        raise ValueError(
+            f"{name} must be a non-empty batch of shape (B, ...), got {tuple(x.shape)}"
+        )
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} must hold finite values, got NaN or infinity")
+
+
 def check_labels(x: torch.Tensor, y: torch.Tensor, name: str = "y") -> None:
     """``y`` must be a 1-D int64 tensor of class indices >= 0, one per sample of ``x``."""
     if not isinstance(y, torch.Tensor) or y.ndim != 1 or y.dtype != torch.int64:
@@ -48,6 +60,12 @@ def check_positive(value: float, name: str) -> None:
     """``value`` must be a finite number > 0."""
     if not _is_number(value) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+
+
+def check_probability(value: float, name: str) -> None:
+    """``value`` must be a number strictly between 0 and 1 (a significance level, a fraction)."""
+    if not _is_number(value) or not 0 < value < 1:
+        raise ValueError(f"{name} must be a number in the open interval (0, 1), got {value!r}")
 
 
 def check_count(value: int, name: str, minimum: int = 0) -> None:
