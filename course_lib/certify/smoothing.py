@@ -71,7 +71,8 @@ class Smooth:
         votes = torch.zeros(B * K, dtype=torch.long, device=x.device)
         for start in range(0, total, batch_size):
             owner = torch.arange(start, min(start + batch_size, total), device=x.device) // num
-            x_noisy = x[owner] + self.sample_noise(x[owner].shape, x.device)  # (b, ...)
+            clean = x.expand(len(owner), *x.shape[1:]) if B == 1 else x[owner]  # (b, ...)
+            x_noisy = self.sample_noise(clean.shape, x.device).add_(clean)  # x + eps
             c = self.base_model(x_noisy).argmax(1)  # (b,) base predictions f(x + eps)
             votes += torch.bincount(owner * K + c, minlength=B * K)
         return votes.view(B, K)
