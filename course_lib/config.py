@@ -25,6 +25,11 @@ SETTINGS: dict[str, dict] = {
         "pgd_restarts": 2,
         "batch_size": 256,
         "sweep_images": 6,  # digits in the plotly epsilon sweep
+        # randomized smoothing (chapter 5): selection / estimation samples, test images
+        "smooth_n0": 100,
+        "smooth_n": 1_000,
+        "smooth_images": 100,
+        "smooth_batch": 2_000,
     },
     "full": {
         "toy_n": 2000,
@@ -33,6 +38,10 @@ SETTINGS: dict[str, dict] = {
         "pgd_restarts": 5,
         "batch_size": 512,
         "sweep_images": 10,
+        "smooth_n0": 100,
+        "smooth_n": 100_000,  # the paper's N
+        "smooth_images": 500,  # the paper certifies 500 test images
+        "smooth_batch": 1_000,
     },
 }
 
