@@ -27,7 +27,7 @@ from torch import nn
 
 from . import attacks, config, data, models, threat, train
 from .data import TensorLoader, load_mnist, load_toy2d
-from .models import mlp, small_cnn
+from .models import MNIST_MEAN, MNIST_STD, Normalize, mlp, small_cnn
 from .train import cross_entropy_loss, fit
 from .validate import check_choice
 
@@ -58,6 +58,27 @@ def _train_mnist_cnn(model: nn.Module, s: dict) -> None:
     fit(model, loader, cross_entropy_loss, epochs=s["epochs"], lr=2e-3, desc="mnist_cnn")
 
 
+# chapter 1 (Lipschitz continuity): a 1-D regression net, an MNIST MLP for the layer-product bound
+def _wave_1d_target(x: torch.Tensor) -> torch.Tensor:
+    """The wiggly 1-D function the chapter-1 net learns on [0, 1]."""
+    return 0.5 * torch.sin(2 * torch.pi * x) + 0.4 * torch.tanh(20 * (x - 0.6))
+
+
+def _train_wave_1d_mlp(model: nn.Module, s: dict) -> None:
+    x = torch.linspace(0, 1, s["n"]).view(-1, 1)  # (n, 1)
+    dev = next(model.parameters()).device
+    loader = TensorLoader(x.to(dev), _wave_1d_target(x).to(dev), batch_size=64, seed=s["seed"])
+    mse = lambda m, xb, yb: torch.nn.functional.mse_loss(m(xb), yb)  # noqa: E731
+    fit(model, loader, mse, epochs=s["epochs"], lr=1e-2, desc="wave_1d_mlp")
+
+
+def _train_mnist_mlp(model: nn.Module, s: dict) -> None:
+    x_train, y_train, _, _ = load_mnist(s["data"])
+    dev = next(model.parameters()).device
+    loader = TensorLoader(x_train.to(dev), y_train.to(dev), batch_size=64, seed=s["seed"])
+    fit(model, loader, cross_entropy_loss, epochs=s["epochs"], lr=1e-3, desc="mnist_mlp")
+
+
 RECIPES: dict[str, Recipe] = {
     "moons_mlp": Recipe(
         build=lambda: mlp(2, (64, 64), 2),
@@ -70,6 +91,25 @@ RECIPES: dict[str, Recipe] = {
     "mnist_cnn": Recipe(
         build=lambda: small_cnn(1, 10, 28),
         train=_train_mnist_cnn,
+        settings={
+            "quick": {"data": "quick", "epochs": 10, "seed": 0},
+            "full": {"data": "full", "epochs": 10, "seed": 0},
+        },
+    ),
+    # chapter 1 (Lipschitz continuity)
+    "wave_1d_mlp": Recipe(
+        build=lambda: nn.Sequential(
+            nn.Linear(1, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 1)
+        ),
+        train=_train_wave_1d_mlp,
+        settings={
+            "quick": {"n": 256, "epochs": 150, "seed": 0},
+            "full": {"n": 256, "epochs": 150, "seed": 0},
+        },
+    ),
+    "mnist_mlp": Recipe(
+        build=lambda: nn.Sequential(Normalize(MNIST_MEAN, MNIST_STD), mlp(784, (128, 128), 10)),
+        train=_train_mnist_mlp,
         settings={
             "quick": {"data": "quick", "epochs": 10, "seed": 0},
             "full": {"data": "full", "epochs": 10, "seed": 0},

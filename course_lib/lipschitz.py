@@ -1,0 +1,244 @@
+r"""Measuring Lipschitz constants: local Jacobian norms, sampled lower bounds, secant slopes.
+
+A map :math:`T` is :math:`\theta`-Lipschitz (in :math:`\ell_2`) on a set :math:`S` if
+
+.. math::  \|T(x + z) - T(x)\|_2 \le \theta\, \|z\|_2 \quad \text{for all } x, x + z \in S.
+
+For a differentiable :math:`T` on a convex :math:`S` the smallest such :math:`\theta` is
+:math:`\sup_{x \in S} \|\nabla T(x)\|_2`, the largest *local* Lipschitz constant, where
+:math:`\|\nabla T(x)\|_2` is the spectral norm (largest singular value) of the Jacobian.
+This module measures; it never constrains a network (constrained layers: chapter 5).
+
+* :func:`jacobian_spectral_norm`: :math:`\|\nabla T(x)\|_2` per sample, exact (batched VJPs);
+* :func:`jacobian_spectral_norm_power`: the same by power iteration on JVP/VJP products, for maps
+  with many outputs (it never forms the Jacobian);
+* :func:`lipschitz_lower_bound`: the largest local constant found by sampling and gradient ascent;
+  a lower bound of :math:`\theta`;
+* :func:`secant_slopes`: every secant slope of a 1-D function on a grid.
+
+* :func:`margin_radius` (and ``_per_logit``, ``_pairwise``): the radius a Lipschitz bound
+  certifies around a prediction (Tsuzuku et al., 2018, "Lipschitz-margin training").
+
+Upper bounds (product of layer norms) live in :mod:`course_lib.lipschitz_bounds` and are
+re-exported here. Introduced in chapter 1.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from .lipschitz_bounds import (  # re-exported: course_lib.lipschitz is the chapter's one import
+    layer_lipschitz,
+    lipschitz_upper_bound,
+    lipschitz_upper_bound_pairwise,
+    lipschitz_upper_bound_per_logit,
+)
+from .validate import check_batch, check_count, check_pixels, check_positive
+
+__all__ = [
+    "jacobian_spectral_norm",
+    "jacobian_spectral_norm_power",
+    "layer_lipschitz",
+    "lipschitz_lower_bound",
+    "lipschitz_upper_bound",
+    "lipschitz_upper_bound_pairwise",
+    "lipschitz_upper_bound_per_logit",
+    "margin_radius",
+    "margin_radius_pairwise",
+    "margin_radius_per_logit",
+    "secant_slopes",
+]
+
+
+def jacobian_spectral_norm(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    r"""The local Lipschitz constant :math:`\|\nabla T(x_i)\|_2` of every sample, shape ``(B,)``.
+
+    The Jacobian :math:`J_i = \partial T(x_i) / \partial x_i \in \mathbb R^{K \times d}` of
+    every sample comes from reverse mode, vectorised over the ``K`` rows of the identity: row
+    :math:`k` of all the :math:`J_i` is one vector-Jacobian product :math:`e_k^\top J`, and
+    ``autograd.grad(..., is_grads_batched=True)`` runs the ``K`` of them as one ``vmap``-ed
+    backward pass (what ``torch.func.jacrev`` does, without its 3 s import of ``torch._dynamo``).
+    The spectral norm is then the largest singular value. Exact up to floating point; cost about
+    ``K`` backward passes and memory ``B * K * d``, so it suits classifiers (few outputs); for maps
+    with many outputs use :func:`jacobian_spectral_norm_power`. ``model`` must treat samples
+    independently (eval mode). At a ReLU kink one of the adjacent pieces is measured.
+    """
+    check_batch(x, "x")
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        out = model(x).flatten(1)  # (B, K)
+        K = out.shape[1]
+        rows = torch.eye(K, dtype=out.dtype, device=out.device)  # e_1 ... e_K
+        rows = rows.unsqueeze(1).expand(K, *out.shape)  # (K, B, K)
+        (J,) = torch.autograd.grad(out, x, rows, is_grads_batched=True)  # (K, B, ...)
+    J = J.flatten(2).transpose(0, 1)  # (B, K, d)
+    return torch.linalg.matrix_norm(J, ord=2).detach()  # (B,)
+
+
+def jacobian_spectral_norm_power(
+    model: nn.Module, x: torch.Tensor, iters: int = 50, seed: int = 0
+) -> torch.Tensor:
+    r""":math:`\|\nabla T(x_i)\|_2` per sample by power iteration, without forming the Jacobian.
+
+    Repeats :math:`v \leftarrow J^\top J v / \|J^\top J v\|` with one Jacobian-vector product
+    and one vector-Jacobian product for the whole batch at once (each sample has its own
+    :math:`v_i`), and returns :math:`\|J_i v_i\|`. Both products are reverse-mode: :math:`J v`
+    is the derivative of the linear map :math:`u \mapsto v^\top J^\top u` (the "double-backward"
+    trick), so no forward-mode support is needed. This is
+    a Rayleigh quotient: it never exceeds the exact value and converges to it (geometrically, at
+    the rate :math:`(\sigma_2/\sigma_1)^2`). Cost ``2 * iters`` passes whatever the number of
+    outputs. ``seed`` fixes the random start; ``model`` must treat samples independently.
+    """
+    check_batch(x, "x")
+    check_count(iters, "iters", minimum=1)
+    gen = torch.Generator(device=x.device).manual_seed(seed)
+    v = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)  # (B, ...)
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        out = model(x).flatten(1)  # (B, K), its graph is reused by every product
+        u = torch.zeros_like(out, requires_grad=True)  # (B, K)
+        (JTu,) = torch.autograd.grad(out, x, u, create_graph=True)  # J^T u, linear in u
+        for _ in range(iters):
+            v = v / _per_sample_norm(v)
+            (Jv,) = torch.autograd.grad(JTu, u, v, retain_graph=True)  # d(v.J^T u)/du = J v
+            (v,) = torch.autograd.grad(out, x, Jv, retain_graph=True)  # J^T J v: (B, ...)
+        (Jv,) = torch.autograd.grad(JTu, u, v / _per_sample_norm(v))
+    return Jv.norm(dim=1).detach()  # (B,)
+
+
+def lipschitz_lower_bound(
+    model: nn.Module, x: torch.Tensor, steps: int = 20, alpha: float = 0.02, seed: int = 0
+) -> tuple[float, torch.Tensor]:
+    r"""A lower bound of :math:`\theta` on the pixel box :math:`[0,1]^d`, and where it was found.
+
+    Every local constant :math:`\|\nabla T(p)\|_2` at a point :math:`p` of the box is a lower
+    bound of :math:`\theta = \sup_p \|\nabla T(p)\|_2`; we search for a large one in two ways:
+
+    1. **sampling**: the local constants at the given points ``x`` (B, ...);
+    2. **ascent**: from every sample, a pair :math:`(a, b)` climbs the difference quotient
+       :math:`q(a,b) = \|T(a) - T(b)\|_2 / \|a - b\|_2` for ``steps`` normalised-gradient steps of
+       size ``alpha`` (projected into the box); then the local constants along each segment
+       :math:`[a, b]` are measured. By the mean value theorem some point of the segment has a local
+       constant :math:`\ge q(a, b)`.
+
+    Deviation from "gradient ascent on :math:`\|\nabla T\|`": for ReLU networks :math:`\nabla T`
+    is piecewise constant, so :math:`\|\nabla T\|` has zero gradient almost everywhere; its
+    difference quotient does not. Returns ``(theta_lower, p_star)`` with ``p_star`` of shape
+    ``x.shape[1:]``. ``seed`` fixes the random pair directions.
+    """
+    check_pixels(x, "x")
+    check_count(steps, "steps", minimum=0)
+    check_positive(alpha, "alpha")
+    gen = torch.Generator(device=x.device).manual_seed(seed)
+    a = x.detach().clone()
+    b = (a + alpha * torch.randn(a.shape, generator=gen, device=a.device)).clamp(0, 1)
+    for _ in range(steps):
+        with torch.enable_grad():
+            a, b = a.requires_grad_(True), b.requires_grad_(True)
+            q = (model(a) - model(b)).flatten(1).norm(dim=1) / (_per_sample_norm(a - b).flatten())
+            g_a, g_b = torch.autograd.grad(q.sum(), (a, b))  # (B, ...) each
+        a = (a + alpha * g_a / _per_sample_norm(g_a)).clamp(0, 1).detach()
+        b = (b + alpha * g_b / _per_sample_norm(g_b)).clamp(0, 1).detach()
+    t = torch.linspace(0, 1, 9, device=x.device, dtype=x.dtype).view(1, -1, *[1] * (x.ndim - 1))
+    segments = (a.unsqueeze(1) + t * (b - a).unsqueeze(1)).flatten(0, 1)  # (B * 9, ...)
+    points = torch.cat([x, segments])  # (B * 10, ...)
+    local = jacobian_spectral_norm(model, points)  # (B * 10,)
+    best = int(local.argmax())
+    return float(local[best]), points[best].detach()
+
+
+def secant_slopes(
+    f: Callable[[torch.Tensor], torch.Tensor], a: float, b: float, n: int = 200
+) -> torch.Tensor:
+    r"""The slopes :math:`|f(x_j) - f(x_i)| / |x_j - x_i|` of all secants between the ``n``
+    points :math:`x_i` of an even grid on :math:`[a, b]`, shape ``(n (n - 1) / 2,)``.
+
+    Their maximum is a lower bound of the Lipschitz constant of ``f`` on :math:`[a, b]` (and tends
+    to it as ``n`` grows, for a continuous ``f``). ``f`` maps a float64 tensor of points to a
+    tensor of values, e.g. ``torch.sqrt`` or ``lambda x: 2 * x + 1``.
+    """
+    for value, name in ((a, "a"), (b, "b")):
+        if not isinstance(value, int | float) or not torch.isfinite(torch.tensor(float(value))):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if not a < b:
+        raise ValueError(f"the interval must have a < b, got a={a!r}, b={b!r}")
+    check_count(n, "n", minimum=2)
+    x = torch.linspace(a, b, n, dtype=torch.float64)  # (n,)
+    fx = f(x).to(torch.float64)  # (n,)
+    if fx.shape != x.shape or not torch.isfinite(fx).all():
+        raise ValueError("f must map the n grid points to n finite values")
+    i, j = torch.triu_indices(n, n, offset=1)  # every pair i < j
+    return (fx[j] - fx[i]).abs() / (x[j] - x[i])  # (n (n - 1) / 2,)
+
+
+# ----- certified radii from a Lipschitz bound ------------------------------------------------
+
+
+def margin_radius(logits: torch.Tensor, L: float) -> torch.Tensor:
+    r"""Certified :math:`\ell_2` radius :math:`r = (f_j - \max_{i \ne j} f_i) / (\sqrt 2\, L)` of
+    the predicted class :math:`j`, for a logit map that is :math:`L`-Lipschitz as a whole.
+
+    Why :math:`\sqrt 2`: :math:`f_j - f_i = (e_j - e_i)^\top f` and :math:`\|e_j - e_i\| = \sqrt 2`,
+    so a perturbation :math:`\delta` changes every difference by at most
+    :math:`\sqrt 2 L \|\delta\|`, which is smaller than the margin for :math:`\|\delta\| < r`.
+    ``logits`` ``(B, K)``; returns ``(B,)``. A tie (margin 0) gives radius 0: not certified.
+    """
+    check_logits(logits)
+    if isinstance(L, torch.Tensor) and L.numel() == 1:
+        L = float(L)
+    if isinstance(L, bool) or not isinstance(L, int | float) or not math.isfinite(L) or L <= 0:
+        raise ValueError(f"L must be a finite number > 0 (a Lipschitz bound), got {L!r}")
+    top2 = logits.detach().double().topk(2, dim=1).values  # (B, 2)
+    return ((top2[:, 0] - top2[:, 1]) / (math.sqrt(2) * L)).to(logits.dtype)  # (B,)
+
+
+def margin_radius_per_logit(logits: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
+    r"""Certified radius :math:`\min_{i \ne j} (f_j - f_i) / (L^j + L^i)` when logit :math:`i` is
+    :math:`L^i`-Lipschitz (``L`` of shape ``(K,)``). With all :math:`L^i = L` it is
+    :math:`\text{margin} / (2L)` (deel-lip's "disjoint neurons" certificate)."""
+    check_logits(logits)
+    _check_bounds(L, (logits.shape[1],), "L")
+    pairwise = L.double().view(-1, 1) + L.double().view(1, -1)  # (K, K)
+    return _pairwise_radius(logits, pairwise)
+
+
+def margin_radius_pairwise(logits: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
+    r"""Certified radius :math:`\min_{i \ne j} (f_j - f_i) / L^{ji}` with ``L`` ``(K, K)`` bounds
+    of every logit difference (:func:`lipschitz_upper_bound_pairwise`). Never smaller than the
+    global and the per-logit radii computed from the same weights (Leino et al., 2021)."""
+    check_logits(logits)
+    _check_bounds(L, (logits.shape[1],) * 2, "L")
+    return _pairwise_radius(logits, L.double())
+
+
+def check_logits(logits: torch.Tensor) -> None:
+    """``logits`` must be a non-empty, finite ``(B, K)`` batch with ``K >= 2`` classes."""
+    check_batch(logits, "logits")
+    if logits.ndim != 2 or logits.shape[1] < 2:
+        raise ValueError(f"logits must have shape (B, K) with K >= 2, got {tuple(logits.shape)}")
+
+
+def _pairwise_radius(logits: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
+    f = logits.detach().double()  # (B, K)
+    j = f.argmax(1)  # (B,) predicted class
+    gaps = f.gather(1, j[:, None]) - f  # (B, K): f_j - f_i
+    radii = gaps / L.to(f.device)[j]  # (B, K)
+    radii[torch.arange(f.shape[0]), j] = math.inf  # i = j is not a competitor
+    return radii.amin(1).to(logits.dtype)  # (B,)
+
+
+def _check_bounds(L: torch.Tensor, shape: tuple, name: str) -> None:
+    if not isinstance(L, torch.Tensor) or tuple(L.shape) != shape:
+        raise ValueError(f"{name} must be a tensor of shape {shape}, got {getattr(L, 'shape', L)}")
+    off_diagonal = L if L.ndim == 1 else L[~torch.eye(shape[0], dtype=torch.bool)]
+    if not torch.isfinite(L).all() or (off_diagonal <= 0).any():
+        raise ValueError(f"{name} must hold finite Lipschitz bounds > 0 (off the diagonal)")
+
+
+def _per_sample_norm(v: torch.Tensor) -> torch.Tensor:
+    r""":math:`\|v_i\|_2` shaped ``(B, 1, ..., 1)``, never zero (guards a division)."""
+    return v.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (v.ndim - 1))

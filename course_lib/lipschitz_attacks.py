@@ -1,0 +1,103 @@
+r"""Attacks that put a certified radius to the test: PGD inside a per-sample :math:`\ell_2` ball,
+and the smallest adversarial perturbation found by a binary search over :math:`\varepsilon`.
+
+A certificate says "no :math:`\delta` with :math:`\|\delta\|_2 < r(x)` changes the prediction".
+An attack that finds one inside the radius proves the certificate (or its code) wrong, so every
+certificate of the course is attacked with these. The converse does not hold: an attack that fails
+proves nothing, so the radius :math:`\hat r(x)` found here is only an *upper* bound of the true
+distance to the nearest adversarial example, and :math:`r(x) \le \hat r(x)` must hold for every
+sample. Introduced in chapter 1; used again in chapter 5.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .attacks import input_gradient, keep_worst_case
+from .threat import perturbation_norm, project_l2, step_l2
+from .train import predict
+from .validate import check_count, check_labels, check_pixels, check_positive
+
+
+def pgd_l2_per_sample(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: torch.Tensor,
+    steps: int = 20,
+    restarts: int = 1,
+) -> torch.Tensor:
+    r"""Untargeted :math:`\ell_2` PGD (Madry et al., 2018) where sample :math:`i` has its own
+    radius :math:`\varepsilon_i` (``eps`` of shape ``(B,)``, all :math:`\ge 0`).
+
+    Each restart starts from a uniformly random point of the ball, takes ``steps`` normalised
+    gradient steps of size :math:`\alpha_i = 2.5\,\varepsilon_i/\text{steps}` and projects back
+    (:func:`course_lib.threat.project_l2`, which accepts per-sample radii); restarts keep each
+    sample's worst case (:func:`course_lib.attacks.keep_worst_case`).
+    """
+    check_pixels(x, "x")
+    check_labels(x, y)
+    _check_radii(eps, x.shape[0], "eps")
+    check_count(steps, "steps", minimum=1)
+    check_count(restarts, "restarts", minimum=1)
+    r = eps.to(x.dtype).view(-1, *[1] * (x.ndim - 1))  # (B, 1, ..., 1)
+    alpha = 2.5 * r / steps
+    best = x.clone()
+    for _ in range(restarts):
+        x_adv = project_l2(x + _uniform_in_ball(x, r), x, r)  # random start
+        for _ in range(steps):
+            x_adv = project_l2(x_adv + step_l2(input_gradient(model, x_adv, y), alpha), x, r)
+        best = keep_worst_case(model, best, x_adv.detach(), y)
+    return best
+
+
+def smallest_adversarial_l2(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps_max: float,
+    steps: int = 20,
+    search_steps: int = 8,
+) -> torch.Tensor:
+    r"""The :math:`\ell_2` norm of the smallest adversarial perturbation found per sample, ``(B,)``.
+
+    A binary search over :math:`\varepsilon` run for all samples at once: sample :math:`i` keeps an
+    interval :math:`[lo_i, hi_i]` (start :math:`[0, \varepsilon_{max}]`), is attacked with
+    :func:`pgd_l2_per_sample` at the midpoint, and the interval halves towards the side where the
+    attack failed or succeeded. Every success is a real adversarial example, and its norm (which
+    can be below the :math:`\varepsilon` it was found at) is kept. A misclassified sample gets 0,
+    a sample never fooled up to ``eps_max`` gets ``inf``.
+    """
+    check_pixels(x, "x")
+    check_labels(x, y)
+    check_positive(eps_max, "eps_max")
+    check_count(search_steps, "search_steps", minimum=0)
+    wrong = predict(model, x) != y  # (B,) already adversarial at radius 0
+    found = torch.where(wrong, 0.0, torch.inf).to(x.device)  # (B,)
+    lo = torch.zeros(x.shape[0], device=x.device)
+    hi = torch.full_like(lo, eps_max)
+    for i in range(search_steps + 1):
+        eps = hi if i == 0 else (lo + hi) / 2  # first try the largest budget
+        x_adv = pgd_l2_per_sample(model, x, y, eps, steps)
+        fooled = (predict(model, x_adv) != y) & ~wrong  # (B,)
+        norms = perturbation_norm(x_adv, x, "l2")  # (B,)
+        found = torch.where(fooled, torch.minimum(found, norms), found)
+        hi = torch.where(fooled, torch.minimum(eps, norms), hi)
+        lo = torch.where(fooled, lo, eps)
+    return found
+
+
+def _uniform_in_ball(x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    r"""A random :math:`\delta` uniform in the ball of radius :math:`r_i` around each sample."""
+    direction = torch.randn_like(x)
+    direction = direction / direction.flatten(1).norm(dim=1).view_as(r).clamp_min(1e-12)
+    u = torch.rand_like(r) ** (1.0 / x[0].numel())  # radius of a uniform point: r * u^(1/d)
+    return direction * r * u
+
+
+def _check_radii(eps: torch.Tensor, batch: int, name: str) -> None:
+    if not isinstance(eps, torch.Tensor) or tuple(eps.shape) != (batch,):
+        raise ValueError(f"{name} must be a tensor of shape ({batch},), one radius per sample")
+    if not torch.isfinite(eps).all() or (eps < 0).any():
+        raise ValueError(f"{name} must hold finite radii >= 0")
