@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from . import attacks, config, data, models, threat, train
+from .certify import noise_shapes, smoothing, soft_smoothing
 from .data import TensorLoader, load_mnist, load_toy2d
 from .models import MNIST_MEAN, MNIST_STD, Normalize, mlp, small_cnn
 from .train import cross_entropy_loss, fit
@@ -122,7 +123,7 @@ RECIPES: dict[str, Recipe] = {
 
 
 # modules whose code shapes the trained weights: a change in any of them retrains the models
-TRAINING_MODULES = (data, models, train, attacks, threat)
+TRAINING_MODULES = (data, models, train, attacks, threat, smoothing, noise_shapes, soft_smoothing)
 
 
 def recipe_key(name: str, recipe: Recipe, settings: dict) -> str:
@@ -212,3 +213,90 @@ def _write_atomic(path: Path, payload: dict) -> None:
     }
     torch.save(cpu_payload, tmp)
     os.replace(tmp, path)
+
+
+# ----- chapter 5: randomized smoothing -----------------------------------------------------------
+# Base classifiers trained with the noise they are certified with (Cohen et al. 2019; Yang et al.
+# 2020), and MACER (Zhai et al. 2020). Names carry the noise level: zoo.load("mnist_gauss_0.25").
+
+SMOOTH_TOY_SIGMAS = (0.02, 0.05, 0.1, 0.2)
+SMOOTH_MNIST_SIGMAS = (0.12, 0.25, 0.5)
+MACER_TOY_GRID = tuple((gamma, lam) for gamma in (1.0, 2.0, 4.0) for lam in (0.0, 2.0, 8.0))
+
+
+def _noise_loss(s: dict):
+    """The training loss named by the settings: Gaussian/uniform/Laplace augmentation or MACER."""
+    if s["loss"] == "gauss":
+        return soft_smoothing.gaussian_augmentation_loss(s["sigma"])
+    if s["loss"] == "macer":
+        return soft_smoothing.macer_loss(s["sigma"], k=s["k"], gamma=s["gamma"], lam=s["lam"])
+    shape = {"uniform": noise_shapes.SmoothUniformL1, "laplace": noise_shapes.SmoothLaplaceL1}
+    return soft_smoothing.noise_augmentation_loss(shape[s["loss"]](None, 2, s["lam"]))
+
+
+def _train_moons_smooth(model: nn.Module, s: dict) -> None:
+    x, y = load_toy2d("moons", n=s["n"], noise=0.15, seed=0)
+    dev = next(model.parameters()).device
+    loader = TensorLoader(x.to(dev), y.to(dev), batch_size=64, seed=s["seed"])
+    fit(model, loader, _noise_loss(s), epochs=s["epochs"], lr=1e-2, desc=s["desc"])
+
+
+def _train_mnist_smooth(model: nn.Module, s: dict) -> None:
+    x_train, y_train, _, _ = load_mnist(s["data"])
+    dev = next(model.parameters()).device
+    loader = TensorLoader(x_train.to(dev), y_train.to(dev), batch_size=64, seed=s["seed"])
+    fit(model, loader, _noise_loss(s), epochs=s["epochs"], lr=2e-3, desc=s["desc"])
+
+
+def _smooth_recipe(kind: str, full: dict | None = None, **setting) -> Recipe:
+    """A toy MLP (``kind="moons"``) or the small MNIST CNN trained with the loss in ``setting``;
+    ``full`` overrides settings in the full profile."""
+    name = "_".join(f"{v:g}" if isinstance(v, float) else str(v) for v in setting.values())
+    if kind == "moons":
+        base = {"n": 400, "epochs": 60, "seed": 0, "desc": f"moons {name}"}
+        return Recipe(
+            build=lambda: mlp(2, (64, 64), 2),
+            train=_train_moons_smooth,
+            settings={p: {**base, **setting} for p in config.PROFILES},
+        )
+    base = {"epochs": 10, "seed": 0, "desc": f"mnist {name}"}
+    return Recipe(
+        build=lambda: small_cnn(1, 10, 28),
+        train=_train_mnist_smooth,
+        settings={
+            "quick": {**base, "data": "quick", **setting},
+            "full": {**base, "data": "full", **setting, **(full or {})},
+        },
+    )
+
+
+RECIPES.update(
+    {
+        f"moons_gauss_{s:g}": _smooth_recipe("moons", loss="gauss", sigma=s)
+        for s in SMOOTH_TOY_SIGMAS
+    }
+)
+RECIPES.update(
+    {
+        # uniform and Laplace noise with the per-coordinate std of moons_gauss_0.05
+        f"moons_{noise}": _smooth_recipe("moons", loss=noise, lam=lam)
+        for noise, lam in [("uniform", 0.05 * 3**0.5), ("laplace", 0.05 / 2**0.5)]
+    }
+)
+RECIPES.update(
+    {
+        f"moons_macer_g{g:g}_l{lam:g}": _smooth_recipe(
+            "moons", loss="macer", sigma=0.05, k=16, gamma=g, lam=lam
+        )
+        for g, lam in MACER_TOY_GRID
+    }
+)
+RECIPES.update(
+    {
+        f"mnist_gauss_{s:g}": _smooth_recipe("mnist", loss="gauss", sigma=s)
+        for s in SMOOTH_MNIST_SIGMAS
+    }
+)
+RECIPES["mnist_macer_0.25"] = _smooth_recipe(  # k = 8 noisy copies on a CPU, 16 as in the paper
+    "mnist", full={"k": 16}, loss="macer", sigma=0.25, k=8, gamma=8.0, lam=12.0
+)

@@ -15,8 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..threat import project_l2, step_l2
 from ..train import LossFn
-from ..validate import check_count, check_nonnegative, check_positive
+from ..validate import check_count, check_labels, check_nonnegative, check_pixels, check_positive
 
 _normal = torch.distributions.Normal(0.0, 1.0)
 
@@ -45,6 +46,39 @@ class SoftSmoothed(nn.Module):
         return torch.log(p_bar + 1e-10)
 
 
+def smooth_adv(
+    base_model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    sigma: float,
+    eps: float | torch.Tensor,
+    steps: int = 20,
+    k: int = 64,
+) -> torch.Tensor:
+    r"""SmoothAdv (Salman et al. 2019): ℓ2 PGD on the soft smoothed classifier, the adaptive
+    attack on g. Each step ascends :math:`-\log \bar p_y(x')` with a Monte-Carlo gradient over
+    ``k`` fresh noise draws (expectation over transformation) and projects onto the ball.
+
+    ``eps`` is one budget or one per sample ``(B,)``, so that each point can be attacked right
+    inside its own certified radius. Starts at ``x``; step size :math:`2.5\,\varepsilon/`steps.
+    """
+    check_pixels(x)
+    check_labels(x, y)
+    check_count(steps, "steps", minimum=1)
+    eps = torch.as_tensor(eps, dtype=x.dtype, device=x.device).expand(x.shape[0])
+    if not torch.isfinite(eps).all() or (eps < 0).any():
+        raise ValueError("eps must be finite and >= 0 (one budget or one per sample)")
+    eps = eps.view(-1, *([1] * (x.ndim - 1)))  # (B, 1, ..., 1)
+    soft = SoftSmoothed(base_model, sigma, k)
+    x_adv = x.clone()
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        loss = F.nll_loss(soft(x_adv), y, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, x_adv)
+        x_adv = project_l2(x_adv.detach() + 2.5 * eps / steps * step_l2(grad, 1.0), x, eps)
+    return x_adv.detach()
+
+
 def gaussian_augmentation_loss(sigma: float) -> LossFn:
     r"""Cohen et al. (2019) training: cross-entropy on :math:`x + \varepsilon`, fresh
     :math:`\varepsilon \sim \mathcal N(0, \sigma^2 I)` per batch, at the σ used to certify."""
@@ -52,6 +86,17 @@ def gaussian_augmentation_loss(sigma: float) -> LossFn:
 
     def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(model(x + sigma * torch.randn_like(x)), y)
+
+    return loss_fn
+
+
+def noise_augmentation_loss(smooth) -> LossFn:
+    r"""Train with the noise you certify with: cross-entropy on :math:`x + \varepsilon`,
+    :math:`\varepsilon` drawn by ``smooth.sample_noise`` (any :class:`Smooth` subclass, e.g.
+    uniform or Laplace noise; Yang et al. 2020)."""
+
+    def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(model(x + smooth.sample_noise(x.shape, x.device)), y)
 
     return loss_fn
 
