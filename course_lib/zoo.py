@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from . import attacks, config, data, models, threat, train
-from .certify import noise_shapes, smoothing, soft_smoothing
+from .certify import noise_shapes, soft_smoothing
 from .data import TensorLoader, load_mnist, load_toy2d
 from .models import MNIST_MEAN, MNIST_STD, Normalize, mlp, small_cnn
 from .train import cross_entropy_loss, fit
@@ -123,7 +123,7 @@ RECIPES: dict[str, Recipe] = {
 
 
 # modules whose code shapes the trained weights: a change in any of them retrains the models
-TRAINING_MODULES = (data, models, train, attacks, threat, smoothing, noise_shapes, soft_smoothing)
+TRAINING_MODULES = (data, models, train, attacks, threat, noise_shapes, soft_smoothing)
 
 
 def recipe_key(name: str, recipe: Recipe, settings: dict) -> str:

@@ -118,11 +118,18 @@ class Smooth:
         check_count(n0, "n0", minimum=1)
         c_A = self.counts(x, n0, batch_size).argmax(1)  # (B,) selection
         n_A = self.counts(x, n, batch_size).gather(1, c_A[:, None])[:, 0]  # (B,) estimation
+        return self.certificate(c_A, n_A, n, alpha)
+
+    def certificate(
+        self, c_A: torch.Tensor, n_A: torch.Tensor, n: int, alpha: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Steps 3 and 4 of CERTIFY from the selected classes ``c_A (B,)`` and their votes
+        ``n_A (B,)`` among ``n`` estimation samples: ``(classes, radii)``."""
         p_A_lower = clopper_pearson_lower(n_A, n, alpha)  # (B,) float64
         certified = p_A_lower >= 0.5
         radius = torch.where(certified, self.radius(p_A_lower.clamp(min=0.5)), 0.0)
-        prediction = torch.where(certified.to(x.device), c_A, ABSTAIN)
-        return prediction, radius.float().to(x.device)
+        prediction = torch.where(certified.to(c_A.device), c_A, ABSTAIN)
+        return prediction, radius.float().to(c_A.device)
 
     def certify(
         self, x: torch.Tensor, n0: int, n: int, alpha: float, batch_size: int = 1000
