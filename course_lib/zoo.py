@@ -221,7 +221,7 @@ def _write_atomic(path: Path, payload: dict) -> None:
 
 SMOOTH_TOY_SIGMAS = (0.02, 0.05, 0.1, 0.2)
 SMOOTH_MNIST_SIGMAS = (0.12, 0.25, 0.5)
-MACER_TOY_GRID = tuple((gamma, lam) for gamma in (1.0, 2.0, 4.0) for lam in (0.0, 2.0, 8.0))
+MACER_TOY_GRID = tuple((gamma, lam) for gamma in (2.0, 4.0, 8.0) for lam in (0.0, 4.0, 16.0))
 
 
 def _noise_loss(s: dict):

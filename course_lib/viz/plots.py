@@ -207,12 +207,14 @@ def slider_figure(
     layout: dict | None = None,
     background: Sequence = (),
     step_layout: Callable[[float], dict] | None = None,
+    labels: Sequence[str] | None = None,
 ):
     """A plotly figure with one slider step per value, entirely precomputed.
 
     ``make_traces(v)`` returns the plotly traces for value ``v`` (the same number for every ``v``);
     ``background`` traces stay visible at every step; ``step_layout(v)`` may return layout changes
-    for step ``v`` (a title, annotations). Everything is stored in the figure and the slider only
+    for step ``v`` (a title, annotations); ``labels`` replaces the numbers shown on the slider
+    (e.g. ``"γ=4, λ=16"`` for runs indexed 0, 1, ...). Everything is stored in the figure and the slider only
     toggles visibility, so it keeps working on the static site where no kernel runs.
     """
     import plotly.graph_objects as go
@@ -232,7 +234,8 @@ def slider_figure(
     for i, v in enumerate(values):
         visible = [True] * n_bg + [j // per_step == i for j in range(per_step * len(values))]
         extra = step_layout(v) if step_layout else {}
-        steps.append({"method": "update", "label": f"{v:g}", "args": [{"visible": visible}, extra]})
+        label = labels[i] if labels is not None else f"{v:g}"
+        steps.append({"method": "update", "label": label, "args": [{"visible": visible}, extra]})
     fig.update_layout(
         sliders=[
             {
