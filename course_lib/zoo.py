@@ -270,29 +270,20 @@ def _smooth_recipe(kind: str, full: dict | None = None, **setting) -> Recipe:
     )
 
 
+_TOY_NOISES = [("uniform", 0.05 * 3**0.5), ("laplace", 0.05 / 2**0.5)]  # std of moons_gauss_0.05
 RECIPES.update(
     {
         f"moons_gauss_{s:g}": _smooth_recipe("moons", loss="gauss", sigma=s)
         for s in SMOOTH_TOY_SIGMAS
     }
-)
-RECIPES.update(
-    {
-        # uniform and Laplace noise with the per-coordinate std of moons_gauss_0.05
-        f"moons_{noise}": _smooth_recipe("moons", loss=noise, lam=lam)
-        for noise, lam in [("uniform", 0.05 * 3**0.5), ("laplace", 0.05 / 2**0.5)]
-    }
-)
-RECIPES.update(
-    {
+    | {f"moons_{noise}": _smooth_recipe("moons", loss=noise, lam=lam) for noise, lam in _TOY_NOISES}
+    | {
         f"moons_macer_g{g:g}_l{lam:g}": _smooth_recipe(
             "moons", loss="macer", sigma=0.05, k=16, gamma=g, lam=lam
         )
         for g, lam in MACER_TOY_GRID
     }
-)
-RECIPES.update(
-    {
+    | {
         f"mnist_gauss_{s:g}": _smooth_recipe("mnist", loss="gauss", sigma=s)
         for s in SMOOTH_MNIST_SIGMAS
     }

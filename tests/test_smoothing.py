@@ -224,3 +224,16 @@ def test_smooth_rejects_bad_sigma_classes_and_pixels():
         smooth.predict(torch.full((2,), 0.5), n=0, alpha=0.001)
     with pytest.raises(ValueError, match="alpha"):
         radius_cap(0.25, 100, 1.5)
+
+
+def test_certificate_from_votes_equals_certify_batch():
+    torch.manual_seed(0)
+    smooth = Smooth(Linear([1.0, 0.0], -0.4), 2, 0.2)
+    x = torch.tensor([[0.7, 0.1], [0.1, 0.9], [0.41, 0.5]])
+    torch.manual_seed(3)
+    classes, radii = smooth.certify_batch(x, 100, 5000, 0.001, batch_size=10_000)
+    torch.manual_seed(3)
+    c_A = smooth.counts(x, 100, 10_000).argmax(1)
+    n_A = smooth.counts(x, 5000, 10_000).gather(1, c_A[:, None])[:, 0]
+    again = smooth.certificate(c_A, n_A, 5000, 0.001)
+    assert torch.equal(again[0], classes) and torch.equal(again[1], radii)

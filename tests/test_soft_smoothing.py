@@ -15,7 +15,9 @@ from course_lib.certify.soft_smoothing import (
     gaussian_augmentation_loss,
     macer_loss,
     macer_terms,
+    noise_augmentation_loss,
     noisy_logits,
+    smooth_adv,
 )
 from course_lib.models import mlp
 from course_lib.threat import perturbation_norm
@@ -134,3 +136,40 @@ def test_soft_smoothed_returns_log_probabilities_and_can_be_attacked():
 def test_losses_reject_bad_arguments(factory, kwargs, name):
     with pytest.raises(ValueError, match=rf"^{name} "):
         factory(**kwargs)
+
+
+def test_smooth_adv_respects_per_sample_budgets_and_lowers_the_soft_vote():
+    torch.manual_seed(0)
+    base = mlp(2, (32,), 2).eval()
+    x = torch.rand(16, 2) * 0.6 + 0.2
+    y = base(x).argmax(1)
+    eps = torch.linspace(0.0, 0.3, 16)
+    x_adv = smooth_adv(base, x, y, sigma=0.05, eps=eps, steps=10, k=16)
+    assert (perturbation_norm(x_adv, x, "l2") <= eps + 1e-5).all()
+    assert torch.equal(x_adv[0], x[0])  # eps = 0 does not move
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    soft = SoftSmoothed(base, 0.05, k=4096)
+    torch.manual_seed(1)
+    before = soft(x).gather(1, y[:, None]).mean()
+    after = soft(x_adv).gather(1, y[:, None]).mean()
+    assert after < before
+
+
+@pytest.mark.parametrize("eps", [-0.1, float("nan"), torch.tensor([0.1, -0.1])])
+def test_smooth_adv_rejects_bad_budgets(eps):
+    base = mlp(2, (8,), 2)
+    with pytest.raises(ValueError, match="^eps "):
+        smooth_adv(base, torch.rand(2, 2), torch.tensor([0, 1]), 0.1, eps)
+
+
+def test_noise_augmentation_uses_the_smoothing_noise():
+    from course_lib.certify.noise_shapes import SmoothUniformL1
+
+    torch.manual_seed(0)
+    model = mlp(2, (8,), 2)
+    x, y = torch.rand(256, 2), torch.randint(0, 2, (256,))
+    seen = []
+    noise = SmoothUniformL1(None, 2, lam=0.2)
+    noise_augmentation_loss(noise)(lambda v: seen.append(v) or model(v), x, y)
+    delta = seen[0] - x
+    assert delta.abs().max() <= 0.2 and delta.abs().max() > 0.15  # uniform on [-0.2, 0.2]

@@ -46,8 +46,7 @@ def radius_field(
 def draw_radius_field(ax, field: dict, vmax: float, colorbar: bool = False):
     """The signed radius field: the deeper the colour, the larger the certified radius; white at
     g's decision boundary, grey where g abstains."""
-    cmap = plt.get_cmap("RdBu_r").copy()
-    cmap.set_bad("#bbbbbb")
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="#bbbbbb")
     image = ax.imshow(
         field["signed"],
         origin="lower",

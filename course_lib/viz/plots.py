@@ -214,8 +214,9 @@ def slider_figure(
     ``make_traces(v)`` returns the plotly traces for value ``v`` (the same number for every ``v``);
     ``background`` traces stay visible at every step; ``step_layout(v)`` may return layout changes
     for step ``v`` (a title, annotations); ``labels`` replaces the numbers shown on the slider
-    (e.g. ``"γ=4, λ=16"`` for runs indexed 0, 1, ...). Everything is stored in the figure and the slider only
-    toggles visibility, so it keeps working on the static site where no kernel runs.
+    (e.g. ``"γ=4, λ=16"`` for runs indexed 0, 1, ...). Everything is stored in the figure and
+    the slider only toggles visibility, so it keeps working on the static site where no kernel
+    runs.
     """
     import plotly.graph_objects as go
 
