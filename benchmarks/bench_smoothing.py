@@ -31,7 +31,7 @@ def _median_alternated(fns: list, repeats: int) -> list[float]:
     return [statistics.median(t) for t in times]
 
 
-def run(repeats: int = 7) -> list[dict]:
+def run(repeats: int = 15) -> list[dict]:
     seed_everything(0)
     model = small_cnn(1, 10, 28).eval()
     x = load_mnist5k().x_test[0]  # (1, 28, 28)

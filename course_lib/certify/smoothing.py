@@ -51,7 +51,7 @@ class Smooth:
 
     def sample_noise(self, shape: torch.Size, device: torch.device) -> torch.Tensor:
         r""":math:`\varepsilon \sim \mathcal N(0, \sigma^2 I)`."""
-        return torch.randn(shape, device=device) * self.sigma
+        return torch.empty(shape, device=device).normal_(0.0, self.sigma)  # one pass, no copy
 
     def radius(self, p_A_lower: torch.Tensor) -> torch.Tensor:
         r""":math:`R = \sigma\,\Phi^{-1}(\underline{p_A})`, the certified :math:`\ell_2` radius."""
