@@ -50,7 +50,7 @@ def run_notebook(path: Path) -> tuple[float, list[str]]:
 
 def main(paths: list[str]) -> None:
     found = sorted((ROOT / "chapters").rglob("*.ipynb"))
-    notebooks = [Path(p) for p in paths] or [
+    notebooks = [Path(p).resolve() for p in paths] or [
         p for p in found if ".ipynb_checkpoints" not in p.parts
     ]
     os.environ.setdefault("COURSE_PROFILE", "quick")

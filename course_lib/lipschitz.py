@@ -14,8 +14,7 @@ This module measures; it never constrains a network (constrained layers: chapter
   with many outputs (it never forms the Jacobian);
 * :func:`lipschitz_lower_bound`: the largest local constant found by sampling and gradient ascent;
   a lower bound of :math:`\theta`;
-* :func:`secant_slopes`: every secant slope of a 1-D function on a grid.
-
+* :func:`secant_slopes`: every secant slope of a 1-D function on a grid;
 * :func:`margin_radius` (and ``_per_logit``, ``_pairwise``): the radius a Lipschitz bound
   certifies around a prediction (Tsuzuku et al., 2018, "Lipschitz-margin training").
 

@@ -1,4 +1,4 @@
-r"""Upper bounds of the Lipschitz constant of a feed-forward net, and the radii they certify.
+r"""Upper bounds of the Lipschitz constant of a feed-forward net: products of layer norms.
 
 For :math:`T = W_m \circ \phi \circ W_{m-1} \circ \dots \circ \phi \circ W_1` (affine layers,
 activations :math:`\phi` that are 1-Lipschitz, no skip connections) the chain rule gives
@@ -6,10 +6,11 @@ activations :math:`\phi` that are 1-Lipschitz, no skip connections) the chain ru
 .. math::  \theta \le \prod_{i=1}^m \|W_i\|_2
 
 (Szegedy et al., 2014, "Intriguing properties of neural networks"; the lecture's
-:math:`L_{2,2}` bound). Each logit alone is smaller: with :math:`w_j` the weights of logit
-:math:`j` (row ``j`` of the last ``nn.Linear``'s weight; the lecture's column :math:`W_m[:, j]`
-in the (in, out) layout), :math:`L^j \le \big(\prod_{i<m} \|W_i\|_2\big)\, \|w_j\|_2`, and the
-difference of two logits :math:`L^{ji} \le \big(\prod_{i<m} \|W_i\|_2\big)\, \|w_j - w_i\|_2`
+:math:`L_{2,2}` bound). A single logit's bound is never larger: with :math:`w_j` the weights of
+logit :math:`j` (row ``j`` of the last ``nn.Linear``'s weight; the lecture's column
+:math:`W_m[:, j]` in the (in, out) layout), :math:`L^j \le \big(\prod_{i<m} \|W_i\|_2\big)\,
+\|w_j\|_2`, and the difference of two logits
+:math:`L^{ji} \le \big(\prod_{i<m} \|W_i\|_2\big)\, \|w_j - w_i\|_2`
 (Leino et al., 2021, GloRo nets).
 
 A bound :math:`L` turns a logit margin into a radius in which the prediction cannot change
