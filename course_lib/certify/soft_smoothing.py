@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..threat import project_l2, step_l2
+from ..lipschitz_attacks import pgd_l2_per_sample
 from ..train import LossFn
-from ..validate import check_count, check_labels, check_nonnegative, check_pixels, check_positive
+from ..validate import check_count, check_nonnegative, check_positive
 
 _normal = torch.distributions.Normal(0.0, 1.0)
 
@@ -60,23 +60,12 @@ def smooth_adv(
     ``k`` fresh noise draws (expectation over transformation) and projects onto the ball.
 
     ``eps`` is one budget or one per sample ``(B,)``, so that each point can be attacked right
-    inside its own certified radius. Starts at ``x``; step size :math:`2.5\,\varepsilon/`steps.
+    inside its own certified radius: this is chapter 1's
+    :func:`~course_lib.lipschitz_attacks.pgd_l2_per_sample` run on :class:`SoftSmoothed`.
     """
-    check_pixels(x)
-    check_labels(x, y)
-    check_count(steps, "steps", minimum=1)
-    eps = torch.as_tensor(eps, dtype=x.dtype, device=x.device).expand(x.shape[0])
-    if not torch.isfinite(eps).all() or (eps < 0).any():
-        raise ValueError("eps must be finite and >= 0 (one budget or one per sample)")
-    eps = eps.view(-1, *([1] * (x.ndim - 1)))  # (B, 1, ..., 1)
-    soft = SoftSmoothed(base_model, sigma, k)
-    x_adv = x.clone()
-    for _ in range(steps):
-        x_adv.requires_grad_(True)
-        loss = F.nll_loss(soft(x_adv), y, reduction="sum")
-        (grad,) = torch.autograd.grad(loss, x_adv)
-        x_adv = project_l2(x_adv.detach() + 2.5 * eps / steps * step_l2(grad, 1.0), x, eps)
-    return x_adv.detach()
+    eps = torch.as_tensor(eps, dtype=x.dtype, device=x.device)
+    eps = eps.expand(x.shape[0]) if eps.ndim == 0 else eps  # one budget for all samples
+    return pgd_l2_per_sample(SoftSmoothed(base_model, sigma, k), x, y, eps, steps=steps)
 
 
 def gaussian_augmentation_loss(sigma: float) -> LossFn:
