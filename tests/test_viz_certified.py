@@ -76,3 +76,4 @@ def test_certified_view_redraws_to_png_and_the_plot_draws_curves():
 def test_slider_figure_accepts_text_labels():
     fig = slider_figure([0, 1], lambda i: [go.Scatter(y=[i])], "run", labels=["first", "second"])
     assert [s["label"] for s in fig.layout.sliders[0].steps] == ["first", "second"]
+    assert fig.layout.sliders[0].currentvalue.prefix == "run = "  # the slider keeps its name

@@ -235,8 +235,8 @@ def slider_figure(
     for i, v in enumerate(values):
         visible = [True] * n_bg + [j // per_step == i for j in range(per_step * len(values))]
         extra = step_layout(v) if step_layout else {}
-        label = labels[i] if labels is not None else f"{v:g}"
-        steps.append({"method": "update", "label": label, "args": [{"visible": visible}, extra]})
+        text = labels[i] if labels is not None else f"{v:g}"
+        steps.append({"method": "update", "label": text, "args": [{"visible": visible}, extra]})
     fig.update_layout(
         sliders=[
             {
