@@ -91,7 +91,7 @@ class CertifiedView:
         colors = np.array(CLASS_COLORS)[y.cpu().numpy() % len(CLASS_COLORS)]
         self.ax.scatter(*self.x.T, c=colors, s=14, edgecolors="white", linewidths=0.5, zorder=3)
         self.ax.set(xticks=[0, 0.5, 1], yticks=[0, 0.5, 1])
-        self.ax.set_title(" ", fontsize=10)
+        self.ax.set_title(" \n ", fontsize=10)  # room for a two-line title
         self.fig.tight_layout()
         self.canvas.draw()
         self.background = self.canvas.copy_from_bbox(self.fig.bbox)
