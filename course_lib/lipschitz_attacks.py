@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .attacks import input_gradient, keep_worst_case
-from .threat import perturbation_norm, project_l2, step_l2
+from .threat import perturbation_norm, project_l2, random_start_l2, step_l2
 from .train import predict
 from .validate import check_count, check_labels, check_pixels, check_positive
 
@@ -45,7 +45,7 @@ def pgd_l2_per_sample(
     alpha = 2.5 * r / steps
     best = x.clone()
     for _ in range(restarts):
-        x_adv = project_l2(x + _uniform_in_ball(x, r), x, r)  # random start
+        x_adv = random_start_l2(x, r)  # uniform in each sample's ball
         for _ in range(steps):
             x_adv = project_l2(x_adv + step_l2(input_gradient(model, x_adv, y), alpha), x, r)
         best = keep_worst_case(model, best, x_adv.detach(), y)
@@ -86,14 +86,6 @@ def smallest_adversarial_l2(
         hi = torch.where(fooled, torch.minimum(eps, norms), hi)
         lo = torch.where(fooled, lo, eps)
     return found
-
-
-def _uniform_in_ball(x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    r"""A random :math:`\delta` uniform in the ball of radius :math:`r_i` around each sample."""
-    direction = torch.randn_like(x)
-    direction = direction / direction.flatten(1).norm(dim=1).view_as(r).clamp_min(1e-12)
-    u = torch.rand_like(r) ** (1.0 / x[0].numel())  # radius of a uniform point: r * u^(1/d)
-    return direction * r * u
 
 
 def _check_radii(eps: torch.Tensor, batch: int, name: str) -> None:

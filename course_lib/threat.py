@@ -72,14 +72,15 @@ def step_l2(grad: torch.Tensor, alpha: float) -> torch.Tensor:
     return alpha * grad / (_per_sample_l2(grad) + _TINY)
 
 
-def random_start_l2(x: torch.Tensor, eps: float) -> torch.Tensor:
+def random_start_l2(x: torch.Tensor, eps: float | torch.Tensor) -> torch.Tensor:
     r"""A point drawn uniformly from the :math:`\ell_2` ball: a Gaussian direction scaled to radius
-    :math:`\varepsilon\, u^{1/d}` with :math:`u \sim U(0, 1)`, then clipped to [0, 1]."""
+    :math:`\varepsilon\, u^{1/d}` with :math:`u \sim U(0, 1)`, then clipped to [0, 1]. ``eps`` is
+    one radius or one per sample, shaped ``(B, 1, ..., 1)``."""
     direction = torch.randn_like(x)
     direction = direction / (_per_sample_l2(direction) + _TINY)
     d = x[0].numel()
-    radius = eps * torch.rand(x.shape[0], device=x.device, dtype=x.dtype) ** (1.0 / d)  # (B,)
-    return torch.clamp(x + direction * radius.view(-1, *([1] * (x.ndim - 1))), min=0, max=1)
+    u = torch.rand(x.shape[0], device=x.device, dtype=x.dtype) ** (1.0 / d)  # (B,)
+    return torch.clamp(x + direction * eps * u.view(-1, *([1] * (x.ndim - 1))), min=0, max=1)
 
 
 # ----- the table the attacks read ------------------------------------------------------------

@@ -69,3 +69,13 @@ def test_l2_random_start_fills_the_ball_uniformly():
     x = torch.full((20000, 2), 0.5)
     r = perturbation_norm(THREATS["l2"].random_start(x, 0.2), x, "l2") / 0.2
     assert abs(r.median().item() - 2**-0.5) < 0.02
+
+
+def test_l2_random_start_takes_one_radius_per_sample():
+    torch.manual_seed(0)
+    x = torch.full((4000, 2), 0.5)
+    eps = torch.tensor([0.0, 0.05, 0.1, 0.2]).repeat(1000).view(-1, 1)  # (B, 1)
+    r = perturbation_norm(THREATS["l2"].random_start(x, eps), x, "l2")
+    assert (r <= eps[:, 0] + 1e-6).all() and (r[::4] == 0).all()
+    for i, e in enumerate([0.05, 0.1, 0.2], start=1):  # each sample fills its own ball
+        assert abs((r[i::4] / e).median().item() - 2**-0.5) < 0.05
