@@ -45,18 +45,32 @@ class Recipe:
 # ----- the recipes ---------------------------------------------------------------------------
 
 
-def _train_moons_mlp(model: nn.Module, s: dict) -> None:
+def _train_loss(s: dict):
+    """The training loss named by ``s["loss"]``: plain cross-entropy, or the noise augmentations and
+    MACER of chapter 5 (Cohen et al. 2019; Yang et al. 2020; Zhai et al. 2020)."""
+    loss = s.get("loss", "ce")
+    if loss == "ce":
+        return cross_entropy_loss
+    if loss == "gauss":
+        return soft_smoothing.gaussian_augmentation_loss(s["sigma"])
+    if loss == "macer":
+        return soft_smoothing.macer_loss(s["sigma"], k=s["k"], gamma=s["gamma"], lam=s["lam"])
+    shape = {"uniform": noise_shapes.SmoothUniformL1, "laplace": noise_shapes.SmoothLaplaceL1}
+    return soft_smoothing.noise_augmentation_loss(shape[loss](None, 2, s["lam"]))
+
+
+def _train_moons(model: nn.Module, s: dict) -> None:
     x, y = load_toy2d("moons", n=s["n"], noise=s["noise"], seed=0)
     dev = next(model.parameters()).device
     loader = TensorLoader(x.to(dev), y.to(dev), batch_size=64, seed=s["seed"])
-    fit(model, loader, cross_entropy_loss, epochs=s["epochs"], lr=1e-2, desc="moons_mlp")
+    fit(model, loader, _train_loss(s), epochs=s["epochs"], lr=s["lr"], desc=s["desc"])
 
 
-def _train_mnist_cnn(model: nn.Module, s: dict) -> None:
+def _train_mnist(model: nn.Module, s: dict) -> None:
     x_train, y_train, _, _ = load_mnist(s["data"])
     dev = next(model.parameters()).device
     loader = TensorLoader(x_train.to(dev), y_train.to(dev), batch_size=64, seed=s["seed"])
-    fit(model, loader, cross_entropy_loss, epochs=s["epochs"], lr=2e-3, desc="mnist_cnn")
+    fit(model, loader, _train_loss(s), epochs=s["epochs"], lr=s["lr"], desc=s["desc"])
 
 
 # chapter 1 (Lipschitz continuity): a 1-D regression net, an MNIST MLP for the layer-product bound
@@ -73,28 +87,21 @@ def _train_wave_1d_mlp(model: nn.Module, s: dict) -> None:
     fit(model, loader, mse, epochs=s["epochs"], lr=1e-2, desc="wave_1d_mlp")
 
 
-def _train_mnist_mlp(model: nn.Module, s: dict) -> None:
-    x_train, y_train, _, _ = load_mnist(s["data"])
-    dev = next(model.parameters()).device
-    loader = TensorLoader(x_train.to(dev), y_train.to(dev), batch_size=64, seed=s["seed"])
-    fit(model, loader, cross_entropy_loss, epochs=s["epochs"], lr=1e-3, desc="mnist_mlp")
-
-
 RECIPES: dict[str, Recipe] = {
     "moons_mlp": Recipe(
         build=lambda: mlp(2, (64, 64), 2),
-        train=_train_moons_mlp,
+        train=_train_moons,
         settings={
-            "quick": {"n": 400, "noise": 0.15, "epochs": 60, "seed": 0},
-            "full": {"n": 2000, "noise": 0.15, "epochs": 60, "seed": 0},
+            p: {"n": n, "noise": 0.15, "epochs": 60, "lr": 1e-2, "seed": 0, "desc": "moons_mlp"}
+            for p, n in (("quick", 400), ("full", 2000))
         },
     ),
     "mnist_cnn": Recipe(
         build=lambda: small_cnn(1, 10, 28),
-        train=_train_mnist_cnn,
+        train=_train_mnist,
         settings={
-            "quick": {"data": "quick", "epochs": 10, "seed": 0},
-            "full": {"data": "full", "epochs": 10, "seed": 0},
+            p: {"data": p, "epochs": 10, "lr": 2e-3, "seed": 0, "desc": "mnist_cnn"}
+            for p in config.PROFILES
         },
     ),
     # chapter 1 (Lipschitz continuity)
@@ -110,10 +117,10 @@ RECIPES: dict[str, Recipe] = {
     ),
     "mnist_mlp": Recipe(
         build=lambda: nn.Sequential(Normalize(MNIST_MEAN, MNIST_STD), mlp(784, (128, 128), 10)),
-        train=_train_mnist_mlp,
+        train=_train_mnist,
         settings={
-            "quick": {"data": "quick", "epochs": 10, "seed": 0},
-            "full": {"data": "full", "epochs": 10, "seed": 0},
+            p: {"data": p, "epochs": 10, "lr": 1e-3, "seed": 0, "desc": "mnist_mlp"}
+            for p in config.PROFILES
         },
     ),
 }
@@ -127,13 +134,14 @@ TRAINING_MODULES = (data, models, train, attacks, threat, noise_shapes, soft_smo
 
 
 def recipe_key(name: str, recipe: Recipe, settings: dict) -> str:
-    """SHA-256 of the recipe (the source of its ``build`` and ``train``, its settings), the source
+    """SHA-256 of the recipe (the source of its ``build``, its ``train`` and the zoo helpers
+    ``train`` calls, its settings), the source
     of :data:`TRAINING_MODULES` and torch's version."""
     blob = json.dumps(
         {
             "name": name,
             "build": inspect.getsource(recipe.build),
-            "train": inspect.getsource(recipe.train),
+            "train": [inspect.getsource(f) for f in (recipe.train, *_helpers(recipe.train))],
             "settings": settings,
             "modules": {m.__name__: inspect.getsource(m) for m in TRAINING_MODULES},
             "torch": torch.__version__,
@@ -141,6 +149,14 @@ def recipe_key(name: str, recipe: Recipe, settings: dict) -> str:
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _helpers(fn: Callable) -> list[Callable]:
+    """The functions of this module that ``fn`` calls by name (e.g. :func:`_train_loss`): their
+    source shapes the weights too, so it belongs in the key."""
+    names = fn.__code__.co_names
+    found = [fn.__globals__.get(n) for n in names]
+    return [f for f in found if inspect.isfunction(f) and f.__module__ == fn.__module__]
 
 
 def cache_path(name: str, profile: str) -> Path:
@@ -224,45 +240,28 @@ SMOOTH_MNIST_SIGMAS = (0.12, 0.25, 0.5)
 MACER_TOY_GRID = tuple((gamma, lam) for gamma in (2.0, 4.0, 8.0) for lam in (0.0, 4.0, 16.0))
 
 
-def _noise_loss(s: dict):
-    """The training loss named by the settings: Gaussian/uniform/Laplace augmentation or MACER."""
-    if s["loss"] == "gauss":
-        return soft_smoothing.gaussian_augmentation_loss(s["sigma"])
-    if s["loss"] == "macer":
-        return soft_smoothing.macer_loss(s["sigma"], k=s["k"], gamma=s["gamma"], lam=s["lam"])
-    shape = {"uniform": noise_shapes.SmoothUniformL1, "laplace": noise_shapes.SmoothLaplaceL1}
-    return soft_smoothing.noise_augmentation_loss(shape[s["loss"]](None, 2, s["lam"]))
-
-
-def _train_moons_smooth(model: nn.Module, s: dict) -> None:
-    x, y = load_toy2d("moons", n=s["n"], noise=0.15, seed=0)
-    dev = next(model.parameters()).device
-    loader = TensorLoader(x.to(dev), y.to(dev), batch_size=64, seed=s["seed"])
-    fit(model, loader, _noise_loss(s), epochs=s["epochs"], lr=1e-2, desc=s["desc"])
-
-
-def _train_mnist_smooth(model: nn.Module, s: dict) -> None:
-    x_train, y_train, _, _ = load_mnist(s["data"])
-    dev = next(model.parameters()).device
-    loader = TensorLoader(x_train.to(dev), y_train.to(dev), batch_size=64, seed=s["seed"])
-    fit(model, loader, _noise_loss(s), epochs=s["epochs"], lr=2e-3, desc=s["desc"])
-
-
 def _smooth_recipe(kind: str, full: dict | None = None, **setting) -> Recipe:
     """A toy MLP (``kind="moons"``) or the small MNIST CNN trained with the loss in ``setting``;
     ``full`` overrides settings in the full profile."""
     name = "_".join(f"{v:g}" if isinstance(v, float) else str(v) for v in setting.values())
     if kind == "moons":
-        base = {"n": 400, "epochs": 60, "seed": 0, "desc": f"moons {name}"}
+        base = {
+            "n": 400,
+            "noise": 0.15,
+            "epochs": 60,
+            "lr": 1e-2,
+            "seed": 0,
+            "desc": f"moons {name}",
+        }
         return Recipe(
             build=lambda: mlp(2, (64, 64), 2),
-            train=_train_moons_smooth,
+            train=_train_moons,
             settings={p: {**base, **setting} for p in config.PROFILES},
         )
-    base = {"epochs": 10, "seed": 0, "desc": f"mnist {name}"}
+    base = {"epochs": 10, "lr": 2e-3, "seed": 0, "desc": f"mnist {name}"}
     return Recipe(
         build=lambda: small_cnn(1, 10, 28),
-        train=_train_mnist_smooth,
+        train=_train_mnist,
         settings={
             "quick": {**base, "data": "quick", **setting},
             "full": {**base, "data": "full", **setting, **(full or {})},

@@ -91,3 +91,15 @@ def test_unknown_names_list_the_recipes(recipe):
         zoo.load("resnet50")
     with pytest.raises(ValueError, match="profile"):
         zoo.load("tiny", profile="medium")
+
+
+def test_key_covers_the_helpers_a_recipe_trains_with(monkeypatch):
+    recipe = zoo.RECIPES["mnist_gauss_0.25"]
+    settings = recipe.settings["quick"]
+    before = zoo.recipe_key("mnist_gauss_0.25", recipe, settings)
+
+    def other_loss(s):  # a changed loss chooser must retrain the model
+        return None
+
+    monkeypatch.setattr(zoo, "_train_loss", other_loss)
+    assert zoo.recipe_key("mnist_gauss_0.25", recipe, settings) != before
