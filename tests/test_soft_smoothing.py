@@ -18,6 +18,7 @@ from course_lib.certify.soft_smoothing import (
     noise_augmentation_loss,
     noisy_logits,
     smooth_adv,
+    vote_under_attack,
 )
 from course_lib.models import mlp
 from course_lib.threat import perturbation_norm
@@ -173,3 +174,22 @@ def test_noise_augmentation_uses_the_smoothing_noise():
     noise_augmentation_loss(noise)(lambda v: seen.append(v) or model(v), x, y)
     delta = seen[0] - x
     assert delta.abs().max() <= 0.2 and delta.abs().max() > 0.15  # uniform on [-0.2, 0.2]
+
+
+def test_vote_under_attack_stays_above_half_inside_a_certified_radius():
+    from course_lib.certify.smoothing import Smooth
+
+    torch.manual_seed(0)
+    base = torch.nn.Linear(2, 2)  # class 1 iff x_0 > 1/2: the boundary is a known line
+    with torch.no_grad():
+        base.weight.copy_(torch.tensor([[-1.0, 0.0], [1.0, 0.0]]))
+        base.bias.copy_(torch.tensor([0.5, -0.5]))
+    smooth = Smooth(base, 2, 0.1)
+    x = torch.rand(32, 2) * 0.4 + 0.3
+    classes, radii = smooth.certify_batch(x, 100, 2000, 0.001, 4000)
+    ok = classes >= 0
+    inside = vote_under_attack(smooth, x[ok], classes[ok], radii[ok], 0.999, 2000, 4000, k=16)
+    assert inside.shape == (int(ok.sum()),)
+    assert (inside >= 0.5 - 4 * 0.5 / 2000**0.5).all()
+    far = vote_under_attack(smooth, x[ok], classes[ok], radii[ok], 3.0, 2000, 4000, k=16)
+    assert far.mean() < inside.mean()  # the attack has teeth outside the radius

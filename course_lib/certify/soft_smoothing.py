@@ -68,6 +68,25 @@ def smooth_adv(
     return pgd_l2_per_sample(SoftSmoothed(base_model, sigma, k), x, y, eps, steps=steps)
 
 
+def vote_under_attack(
+    smooth,
+    x: torch.Tensor,
+    classes: torch.Tensor,
+    radii: torch.Tensor,
+    scale: float = 0.999,
+    n_check: int = 1_000,
+    batch_size: int = 1_000,
+    k: int = 64,
+) -> torch.Tensor:
+    """Soundness check of CERTIFY: attack the smoothed classifier ``smooth`` (Gaussian) with
+    :func:`smooth_adv` at ``scale`` times each certified radius, then estimate g's vote for the
+    certified class there from ``n_check`` fresh samples, ``(B,)``. Inside the radius
+    (``scale < 1``) it may not fall below 1/2 by more than the Monte-Carlo error."""
+    x_adv = smooth_adv(smooth.base_model, x, classes, smooth.sigma, scale * radii, k=k)
+    votes = smooth.counts(x_adv, n_check, batch_size)  # (B, K)
+    return votes.gather(1, classes[:, None])[:, 0].float() / n_check
+
+
 def gaussian_augmentation_loss(sigma: float) -> LossFn:
     r"""Cohen et al. (2019) training: cross-entropy on :math:`x + \varepsilon`, fresh
     :math:`\varepsilon \sim \mathcal N(0, \sigma^2 I)` per batch, at the σ used to certify."""

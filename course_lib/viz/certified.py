@@ -17,7 +17,12 @@ from .plots import CLASS_COLORS, canvas_to_png
 
 
 def radius_field(
-    smooth, resolution: int = 60, n0: int = 100, n: int = 500, alpha: float = 0.001
+    smooth,
+    resolution: int = 60,
+    n0: int = 100,
+    n: int = 500,
+    alpha: float = 0.001,
+    batch_size: int = 2_000,
 ) -> dict:
     """CERTIFY ``smooth`` (a 2-D smoothed classifier) at every point of a grid over [0, 1]².
 
@@ -29,7 +34,7 @@ def radius_field(
     gx, gy = np.meshgrid(xs, xs)
     device = next(smooth.base_model.parameters()).device
     points = torch.from_numpy(np.stack([gx.ravel(), gy.ravel()], 1)).to(device)  # (R*R, 2)
-    pred, radius = smooth.certify_batch(points, n0, n, alpha, batch_size=200_000)
+    pred, radius = smooth.certify_batch(points, n0, n, alpha, batch_size)
     pred, radius = pred.cpu().numpy(), radius.cpu().numpy()
     signed = np.where(pred == 1, radius, -radius).astype(np.float64)
     signed[pred == -1] = np.nan
