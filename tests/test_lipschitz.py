@@ -17,8 +17,8 @@ from course_lib.lipschitz import (
     margin_radius_per_logit,
     secant_slopes,
 )
-from course_lib.lipschitz_attacks import pgd_l2_per_sample, smallest_adversarial_l2
-from course_lib.lipschitz_bounds import (
+from course_lib.lipschitz.attacks import pgd_l2_per_sample, smallest_adversarial_l2
+from course_lib.lipschitz.bounds import (
     lipschitz_upper_bound,
     lipschitz_upper_bound_pairwise,
     lipschitz_upper_bound_per_logit,

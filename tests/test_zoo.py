@@ -1,3 +1,5 @@
+import inspect
+
 import pytest
 import torch
 
@@ -101,5 +103,30 @@ def test_key_covers_the_helpers_a_recipe_trains_with(monkeypatch):
     def other_loss(s):  # a changed loss chooser must retrain the model
         return None
 
-    monkeypatch.setattr(zoo, "_train_loss", other_loss)
+    monkeypatch.setattr(zoo.smoothing, "_noise_loss", other_loss)
     assert zoo.recipe_key("mnist_gauss_0.25", recipe, settings) != before
+
+
+def test_key_covers_the_chapters_training_modules(monkeypatch):
+    """A change in the smoothing losses retrains the smoothing recipes and only them."""
+    from course_lib.certify import soft_smoothing
+
+    gauss, cnn = zoo.RECIPES["mnist_gauss_0.25"], zoo.RECIPES["mnist_cnn"]
+
+    def keys():
+        return (
+            zoo.recipe_key("mnist_gauss_0.25", gauss, gauss.settings["quick"]),
+            zoo.recipe_key("mnist_cnn", cnn, cnn.settings["quick"]),
+        )
+
+    before, real = keys(), inspect.getsource
+    monkeypatch.setattr(
+        inspect, "getsource", lambda o: real(o) + ("# edited" if o is soft_smoothing else "")
+    )
+    after = keys()
+    assert after[0] != before[0] and after[1] == before[1]
+
+
+def test_every_chapter_module_contributes_distinct_names():
+    names = [n for chapter in zoo.CHAPTERS for n in chapter.RECIPES]
+    assert len(names) == len(set(names)) == len(zoo.RECIPES)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..lipschitz_attacks import pgd_l2_per_sample
+from ..lipschitz.attacks import pgd_l2_per_sample
 from ..train import LossFn
 from ..validate import check_count, check_nonnegative, check_positive
 
@@ -61,7 +61,7 @@ def smooth_adv(
 
     ``eps`` is one budget or one per sample ``(B,)``, so that each point can be attacked right
     inside its own certified radius: this is chapter 1's
-    :func:`~course_lib.lipschitz_attacks.pgd_l2_per_sample` run on :class:`SoftSmoothed`.
+    :func:`~course_lib.lipschitz.attacks.pgd_l2_per_sample` run on :class:`SoftSmoothed`.
     """
     eps = torch.as_tensor(eps, dtype=x.dtype, device=x.device)
     eps = eps.expand(x.shape[0]) if eps.ndim == 0 else eps  # one budget for all samples

@@ -25,7 +25,7 @@ import math
 import torch
 from torch import nn
 
-from .models import Normalize
+from ..models import Normalize
 
 # Lipschitz constant of parameter-free layers (l2 -> l2). GELU (~1.13) and ELU(alpha > 1) are not
 # 1-Lipschitz and are deliberately absent; Dropout is absent because in train mode it scales up.

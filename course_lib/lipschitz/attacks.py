@@ -14,10 +14,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .attacks import input_gradient, keep_worst_case
-from .threat import perturbation_norm, project_l2, random_start_l2, step_l2
-from .train import predict
-from .validate import check_count, check_labels, check_pixels, check_positive
+from ..attacks import input_gradient, keep_worst_case
+from ..threat import perturbation_norm, project_l2, random_start_l2, step_l2
+from ..train import predict
+from ..validate import check_count, check_labels, check_pixels, check_positive
 
 
 def pgd_l2_per_sample(

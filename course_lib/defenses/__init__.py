@@ -1,0 +1,7 @@
+"""Defenses, one module per family (chapters 2–4).
+
+* pre-processing transforms (chapter 2): ``transform(x) -> x'`` on batched [0, 1] images, wrapped
+  around a classifier;
+* training defenses (chapters 3–4): ``loss_fn(model, x, y) -> scalar`` factories for
+  :func:`course_lib.train.train_epoch`.
+"""

@@ -1,0 +1,185 @@
+"""Named, cached model recipes: ``zoo.load("mnist_cnn")`` trains once, then loads in milliseconds.
+
+Each chapter keeps its recipes in a module of its own (:mod:`.primer`, :mod:`.lipschitz`,
+:mod:`.naive_defenses`, :mod:`.adversarial_training`, :mod:`.regularization`, :mod:`.smoothing`,
+:mod:`.lipschitz_nets`), each with a plain dict ``RECIPES`` and, when its training goes through
+library code beyond :data:`TRAINING_MODULES`, a tuple ``TRAINING_MODULES`` of those modules;
+this package merges the dicts into one :data:`RECIPES`. The shared training loops are in
+:mod:`.trainers`.
+
+A recipe is a ``build()`` that returns the untrained architecture, a ``train(model, settings)``
+that trains it in place, and its settings for each profile. The cache file
+``<cache>/models/<name>-<profile>.pt`` stores the weights together with a key: the SHA-256 of the
+recipe's source code and settings, of the library code training goes through, and of torch's
+version (:func:`recipe_key`). Building and training run with their own seed inside
+:func:`config.isolated_rng`, so loading a model never changes a notebook's random numbers.
+A missing, corrupt or stale file (the recipe or its settings changed) is retrained with a
+warning. Writes are atomic (temporary file, then rename) and loads use
+``torch.load(weights_only=True)``, which cannot execute code from the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+import torch
+from torch import nn
+
+from .. import attacks, config, data, models, threat, train
+from ..validate import check_choice
+from . import (
+    adversarial_training,
+    lipschitz,
+    lipschitz_nets,
+    naive_defenses,
+    primer,
+    regularization,
+    smoothing,
+    trainers,
+)
+from .smoothing import MACER_TOY_GRID, SMOOTH_MNIST_SIGMAS, SMOOTH_TOY_SIGMAS
+from .trainers import Recipe
+
+__all__ = [
+    "MACER_TOY_GRID",
+    "RECIPES",
+    "SMOOTH_MNIST_SIGMAS",
+    "SMOOTH_TOY_SIGMAS",
+    "Recipe",
+    "cache_path",
+    "load",
+    "recipe_key",
+]
+
+
+# ----- loading and caching -------------------------------------------------------------------
+
+
+# modules whose code shapes the trained weights: a change in any of them retrains the models
+TRAINING_MODULES: tuple[ModuleType, ...] = (data, models, train, attacks, threat, trainers)
+
+# the chapters' recipe modules, merged into one dict; each recipe remembers its module's extra
+# training modules (e.g. chapter 5's smoothing losses) for its cache key
+CHAPTERS = (
+    primer,
+    lipschitz,
+    naive_defenses,
+    adversarial_training,
+    regularization,
+    smoothing,
+    lipschitz_nets,
+)
+RECIPES: dict[str, Recipe] = {}
+_EXTRA_MODULES: dict[str, tuple[ModuleType, ...]] = {}
+for _chapter in CHAPTERS:
+    for _name, _recipe in _chapter.RECIPES.items():
+        if _name in RECIPES:
+            raise RuntimeError(f"zoo: recipe {_name!r} is defined twice ({_chapter.__name__})")
+        RECIPES[_name] = _recipe
+        _EXTRA_MODULES[_name] = getattr(_chapter, "TRAINING_MODULES", ())
+
+
+def recipe_key(name: str, recipe: Recipe, settings: dict) -> str:
+    """SHA-256 of the recipe (the source of its ``build``, its ``train`` and the zoo helpers
+    ``train`` calls, its settings), the source of :data:`TRAINING_MODULES` and of its chapter's
+    extra training modules, and torch's version."""
+    modules = (*TRAINING_MODULES, *_EXTRA_MODULES.get(name, ()))
+    blob = json.dumps(
+        {
+            "name": name,
+            "build": inspect.getsource(recipe.build),
+            "train": [inspect.getsource(f) for f in (recipe.train, *_helpers(recipe.train))],
+            "settings": settings,
+            "modules": {m.__name__: inspect.getsource(m) for m in modules},
+            "torch": torch.__version__,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _helpers(fn: Callable) -> list[Callable]:
+    """The functions of this module that ``fn`` calls by name (e.g. :func:`_train_loss`): their
+    source shapes the weights too, so it belongs in the key."""
+    names = fn.__code__.co_names
+    found = [fn.__globals__.get(n) for n in names]
+    return [f for f in found if inspect.isfunction(f) and f.__module__ == fn.__module__]
+
+
+def cache_path(name: str, profile: str) -> Path:
+    """Where the weights of model ``name`` trained in ``profile`` are cached."""
+    return config.cache_dir() / "models" / f"{name}-{profile}.pt"
+
+
+def load(
+    name: str, profile: str | None = None, device: str | torch.device | None = None
+) -> nn.Module:
+    """The trained model ``name`` in eval mode on ``device`` (default :func:`config.device`).
+
+    Trains it (with a progress bar) on the first call for this profile and caches the weights.
+    """
+    check_choice(name, "name", RECIPES)
+    profile = config.profile() if profile is None else profile
+    check_choice(profile, "profile", config.PROFILES)
+    recipe, settings = RECIPES[name], RECIPES[name].settings[profile]
+    key, path = recipe_key(name, recipe, settings), cache_path(name, profile)
+    device = config.device() if device is None else torch.device(device)
+
+    seed = settings.get("seed", 0)
+    with config.isolated_rng(seed):  # the caller's random numbers are left untouched
+        model = recipe.build()
+    state = _read_cached(path, key)
+    if state is not None:
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as err:  # same key but another architecture: treat as stale
+            warnings.warn(
+                f"zoo: cached {path.name} does not fit the model ({err}); retraining", stacklevel=2
+            )
+            state = None
+    if state is None:
+        model.to(device)
+        with config.isolated_rng(seed):
+            recipe.train(model, settings)
+        _write_atomic(path, {"key": key, "state_dict": model.state_dict()})
+    return model.to(device).eval()
+
+
+def _read_cached(path: Path, key: str) -> dict | None:
+    """The cached state dict, or ``None`` (with a warning) if it is corrupt or stale."""
+    if not path.exists():
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated or foreign file: any unpickling error
+        warnings.warn(
+            f"zoo: cached model {path} is corrupt ({type(err).__name__}); retraining", stacklevel=3
+        )
+        return None
+    if not isinstance(payload, dict) or payload.get("key") != key:
+        warnings.warn(
+            f"zoo: cached model {path} is stale (its recipe, settings or library code "
+            "changed); retraining",
+            stacklevel=3,
+        )
+        return None
+    return payload["state_dict"]
+
+
+def _write_atomic(path: Path, payload: dict) -> None:
+    """Write to a temporary file next to ``path``, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    cpu_payload = {
+        "key": payload["key"],
+        "state_dict": {k: v.detach().cpu() for k, v in payload["state_dict"].items()},
+    }
+    torch.save(cpu_payload, tmp)
+    os.replace(tmp, path)
