@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 export COURSE_PROFILE ?= quick
 
-.PHONY: venv lab test lint unit notebooks book site-test bench clean
+.PHONY: venv lab test system-deps lint unit notebooks book book-html site-test bench clean
 
 venv: $(STAMP)
 
@@ -24,9 +24,20 @@ $(STAMP): pyproject.toml
 lab: venv
 	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=chapters $(ROOT_FLAG)
 
-test: venv
-	@command -v chromium >/dev/null || { echo "make test needs Debian's chromium for the site test: apt-get install -y chromium"; exit 1; }
-	$(MAKE) lint unit notebooks book site-test
+# The site test drives Debian's Chromium and the site build vendors MathJax with npm: as root on
+# Debian, make test installs what is missing; otherwise it says the one command to run.
+test: venv system-deps
+	$(MAKE) lint unit notebooks book-html site-test
+
+system-deps:
+	@missing=""; command -v chromium >/dev/null || missing="chromium"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing $$missing (Debian packages)"; apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "make test needs:$$missing. Run: sudo apt-get install -y$$missing"; exit 1; fi; \
+	fi
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -35,11 +46,23 @@ lint: venv
 unit: venv
 	$(PY) -m pytest tests --ignore=tests/site
 
+# Each notebook runs once: nbval checks it, chapters/conftest.py keeps the executed copy in
+# _build/executed/, and the site is built from those copies without executing again.
 notebooks: venv
+	rm -rf _build/executed
 	$(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider chapters
 
-book: venv
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/jupyter-book build . --config jupyter_book_config.yml --toc _toc.yml -W --keep-going
+book: notebooks
+	$(MAKE) book-html
+
+book-html: venv
+	@for nb in $$(find chapters -name '*.ipynb' -not -path '*checkpoints*'); do \
+	  test -f _build/executed/$$nb || { echo "no executed copy of $$nb: run make book (or make notebooks)"; exit 1; }; \
+	done
+	rm -rf _build/src && mkdir -p _build/src
+	cp -r intro.md _toc.yml _ext chapters _build/src/
+	cp -r _build/executed/chapters _build/src/
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/jupyter-book build _build/src --path-output . --config jupyter_book_config.yml --toc _toc.yml -W --keep-going
 
 site-test: venv
 	$(PY) -m pytest tests/site

@@ -1,7 +1,8 @@
-"""Browser test of the built site: every chapter page loads its local assets, shows its figures,
-and its plotly sliders work without a kernel and without the internet. Needs `make book` first and
-Debian's chromium (see README). Pages are found from `_toc.yml`, so a new chapter is tested as
-soon as it is listed there."""
+"""Browser test of the built site: every chapter page loads its local assets, asks no other host
+for anything, typesets its math, shows its figures and its saved widgets, and its plotly sliders
+work without a kernel and without the internet; the search page works offline. Needs `make book`
+first and Debian's chromium (see README). Pages are found from `_toc.yml`, so a new chapter is
+tested as soon as it is listed there."""
 
 import functools
 import http.server
@@ -45,8 +46,16 @@ def site_url():
 
 def _open(browser, site_url, path):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    # the site must not need the internet for its figures: refuse every other host
-    page.route("**/*", lambda r: r.continue_() if r.request.url.startswith(site_url) else r.abort())
+    # the site must not need the internet: refuse every other host, and remember who was asked
+    page.external = []
+
+    def route(r):
+        if r.request.url.startswith(site_url):
+            return r.continue_()
+        page.external.append(r.request.url)
+        return r.abort()
+
+    page.route("**/*", route)
     page.failed_local = []
     page.on("response", lambda r: r.status >= 400 and page.failed_local.append(r.url))
     page.goto(f"{site_url}/{path}", wait_until="load")
@@ -74,6 +83,44 @@ def test_page_loads_its_local_assets_and_images(page):
     images = page.locator("img[src*='_images']")
     assert images.count() >= 1  # matplotlib figures of the executed notebook
     assert all(images.nth(i).evaluate("img => img.naturalWidth > 0") for i in range(images.count()))
+
+
+def test_page_asks_no_other_host(page):
+    page.wait_for_load_state("networkidle")
+    assert page.external == [], f"third-party requests at view time: {page.external[:5]}"
+
+
+def test_math_is_typeset_offline(page):
+    math = page.locator(".math")
+    if math.count() == 0:
+        return  # nothing to typeset on this page
+    page.wait_for_selector("mjx-container", timeout=20_000)
+    typeset = "[...document.querySelectorAll('.math')].every(m => m.querySelector('mjx-container'))"
+    page.wait_for_function(f"() => {typeset}", timeout=20_000)
+
+
+def test_saved_widgets_render_offline(page):
+    views = page.locator('script[type="application/vnd.jupyter.widget-view+json"]')
+    if views.count() == 0:
+        return  # a page without widgets
+    page.wait_for_selector(".jupyter-widgets", timeout=20_000)
+    assert page.locator(".jupyter-widgets").count() >= views.count()
+
+
+def test_the_site_has_saved_widgets(browser, site_url):
+    """The pages carry their widgets' saved state (chapters/conftest.py records it)."""
+    page = _open(browser, site_url, PRIMER)
+    assert page.locator('script[type="application/vnd.jupyter.widget-state+json"]').count() == 1
+    page.wait_for_selector(".widget-slider", timeout=20_000)
+    page.close()
+
+
+def test_search_works_offline(browser, site_url):
+    page = _open(browser, site_url, "search.html?q=Lipschitz")
+    page.wait_for_selector("#search-results li, ul.search li", timeout=20_000)
+    assert page.locator("ul.search li").count() >= 1
+    assert page.external == []
+    page.close()
 
 
 def test_plotly_figures_render_offline(page):
