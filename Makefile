@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 export COURSE_PROFILE ?= quick
 
-.PHONY: venv lab test system-deps lint unit notebooks book book-html site-test bench clean
+.PHONY: venv lab present warm gpu-check test system-deps lint unit notebooks book book-html site-test bench clean
 
 venv: $(STAMP)
 
@@ -23,6 +23,19 @@ $(STAMP): pyproject.toml
 
 lab: venv
 	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=chapters $(ROOT_FLAG)
+
+# Instructors: NB is a notebook or a chapter (e.g. NB=01_lipschitz), PORT defaults to 8866.
+NB ?=
+PORT ?= 8866
+PROFILE ?= full
+present: venv
+	@$(PY) -m course_lib.instructor.present $(NB) --port $(PORT)
+
+warm: venv
+	@$(PY) -m course_lib.instructor.warm
+
+gpu-check: venv
+	@COURSE_PROFILE=$(PROFILE) $(PY) -m course_lib.instructor.gpu_check $(NB) --profile $(PROFILE)
 
 # The site test drives Debian's Chromium and the site build vendors MathJax with npm: as root on
 # Debian, make test installs what is missing; otherwise it says the one command to run.

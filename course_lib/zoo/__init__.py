@@ -54,6 +54,7 @@ __all__ = [
     "SMOOTH_TOY_SIGMAS",
     "Recipe",
     "cache_path",
+    "is_cached",
     "load",
     "recipe_key",
 ]
@@ -150,6 +151,25 @@ def load(
             recipe.train(model, settings)
         _write_atomic(path, {"key": key, "state_dict": model.state_dict()})
     return model.to(device).eval()
+
+
+def is_cached(name: str, profile: str | None = None) -> bool:
+    """Whether ``load(name)`` would load from the cache (a file with the current key) rather than
+    train."""
+    check_choice(name, "name", RECIPES)
+    profile = config.profile() if profile is None else profile
+    check_choice(profile, "profile", config.PROFILES)
+    recipe = RECIPES[name]
+    path = cache_path(name, profile)
+    if not path.exists():
+        return False
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # corrupt: load() would retrain
+        return False
+    return isinstance(payload, dict) and payload.get("key") == recipe_key(
+        name, recipe, recipe.settings[profile]
+    )
 
 
 def _read_cached(path: Path, key: str) -> dict | None:

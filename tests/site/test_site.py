@@ -94,7 +94,7 @@ def test_math_is_typeset_offline(page):
     math = page.locator(".math")
     if math.count() == 0:
         return  # nothing to typeset on this page
-    page.wait_for_selector("mjx-container", timeout=20_000)
+    page.wait_for_selector("mjx-container", state="attached", timeout=20_000)
     typeset = "[...document.querySelectorAll('.math')].every(m => m.querySelector('mjx-container'))"
     page.wait_for_function(f"() => {typeset}", timeout=20_000)
 
