@@ -83,7 +83,8 @@ def test_key_depends_on_source_and_settings():
 
 def test_writes_are_atomic_and_leave_no_temporary_files(recipe, tmp_path):
     zoo.load("tiny", profile="quick", device="cpu")
-    assert [p.name for p in (tmp_path / "models").iterdir()] == ["tiny-quick.pt"]
+    files = [p.name for p in (tmp_path / "models").iterdir() if not p.name.endswith(".lock")]
+    assert files == ["tiny-quick.pt"]
     payload = torch.load(zoo.cache_path("tiny", "quick"), weights_only=True)
     assert set(payload) == {"key", "state_dict"}
 
@@ -130,3 +131,28 @@ def test_key_covers_the_chapters_training_modules(monkeypatch):
 def test_every_chapter_module_contributes_distinct_names():
     names = [n for chapter in zoo.CHAPTERS for n in chapter.RECIPES]
     assert len(names) == len(set(names)) == len(zoo.RECIPES)
+
+
+def test_two_loads_at_once_train_once(recipe, monkeypatch):
+    """Notebooks run side by side (or two kernels of a student) share the training of a model."""
+    import threading
+    import time
+
+    def slow_train(model, settings):
+        time.sleep(0.5)
+        _train(model, settings)
+
+    monkeypatch.setitem(
+        zoo.RECIPES, "tiny", zoo.Recipe(_build, slow_train, zoo.RECIPES["tiny"].settings)
+    )
+    threads = [
+        threading.Thread(
+            target=zoo.load, args=("tiny",), kwargs={"profile": "quick", "device": "cpu"}
+        )
+        for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert CALLS == [1.0]

@@ -26,6 +26,7 @@ import json
 import os
 import warnings
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
@@ -136,20 +137,22 @@ def load(
     seed = settings.get("seed", 0)
     with config.isolated_rng(seed):  # the caller's random numbers are left untouched
         model = recipe.build()
-    state = _read_cached(path, key)
-    if state is not None:
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as err:  # same key but another architecture: treat as stale
-            warnings.warn(
-                f"zoo: cached {path.name} does not fit the model ({err}); retraining", stacklevel=2
-            )
-            state = None
-    if state is None:
-        model.to(device)
-        with config.isolated_rng(seed):
-            recipe.train(model, settings)
-        _write_atomic(path, {"key": key, "state_dict": model.state_dict()})
+    with _exclusive(path):  # two kernels asking for the same model: one trains, one waits
+        state = _read_cached(path, key)
+        if state is not None:
+            try:
+                model.load_state_dict(state)
+            except RuntimeError as err:  # same key but another architecture: treat as stale
+                warnings.warn(
+                    f"zoo: cached {path.name} does not fit the model ({err}); retraining",
+                    stacklevel=2,
+                )
+                state = None
+        if state is None:
+            model.to(device)
+            with config.isolated_rng(seed):
+                recipe.train(model, settings)
+            _write_atomic(path, {"key": key, "state_dict": model.state_dict()})
     return model.to(device).eval()
 
 
@@ -170,6 +173,24 @@ def is_cached(name: str, profile: str | None = None) -> bool:
     return isinstance(payload, dict) and payload.get("key") == recipe_key(
         name, recipe, recipe.settings[profile]
     )
+
+
+@contextmanager
+def _exclusive(path: Path):
+    """Hold an exclusive lock on ``<path>.lock`` (POSIX ``flock``; a no-op where it is missing),
+    so that notebooks run side by side train a shared model once."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock, at worst a model trains twice
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _read_cached(path: Path, key: str) -> dict | None:
