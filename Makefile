@@ -60,10 +60,13 @@ unit: venv
 	$(PY) -m pytest tests --ignore=tests/site
 
 # Each notebook runs once: nbval checks it, chapters/conftest.py keeps the executed copy in
-# _build/executed/, and the site is built from those copies without executing again.
+# _build/executed/, and the site is built from those copies without executing again. Two
+# notebooks run side by side (pytest-xdist, one notebook per worker; zoo.load's lock trains a
+# shared model once).
+NB_WORKERS ?= 2
 notebooks: venv
 	rm -rf _build/executed
-	$(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider chapters
+	$(PY) -m pytest -n $(NB_WORKERS) --dist loadfile --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider chapters
 
 book: notebooks
 	$(MAKE) book-html
