@@ -80,15 +80,35 @@ def _notebooks(sources: list[Path]) -> list[Path]:
         elif source.suffix == ".ipynb" and source.is_file():
             found.append(source)
         else:
-            raise ValueError(f"{source}: no such notebook or folder")
+            what = "not a notebook (.ipynb)" if source.exists() else "no such notebook or folder"
+            raise ValueError(f"{source}: {what}")
     return found
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        """One line instead of argparse's usage block."""
+        self.exit(2, f"make student: {message} (usage: {USAGE})\n")
+
+
+USAGE = "python -m course_lib.exercises.student OUTDIR [NOTEBOOK_OR_FOLDER ...]"
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("outdir", type=Path, help="where to write the copies (e.g. _build/student)")
+    parser = _Parser(prog="course_lib.exercises.student", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "sources", type=Path, nargs="*", help="notebooks or folders (default: chapters/)"
+        "outdir",
+        type=Path,
+        metavar="OUTDIR",
+        help="where to write the copies (e.g. _build/student)",
+    )
+    parser.add_argument(
+        "sources",
+        type=Path,
+        nargs="*",
+        default=[],
+        metavar="NOTEBOOK_OR_FOLDER",
+        help="notebooks or folders (default: chapters/)",
     )
     args = parser.parse_args(argv)
     try:
@@ -105,9 +125,11 @@ def main(argv: list[str] | None = None) -> int:
             note = f"{replaced} solution(s) replaced by stubs" if replaced else "no solutions"
             print(f"wrote {target} ({note})")
     except (OSError, ValueError, SyntaxError) as e:
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        where = f"{e.filename}: " if isinstance(e, OSError) and e.filename else ""
-        print(f"make student: {where}{reason}", file=sys.stderr)
+        if isinstance(e, OSError):
+            message = f"cannot write {e.filename or args.outdir}: {e.strerror or e}"
+        else:
+            message = str(e)
+        print(f"make student: {message}", file=sys.stderr)
         return 2
     return 0
 
