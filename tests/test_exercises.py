@@ -197,6 +197,8 @@ WRONG = {
         (_fgsm_like(torch.sign, clip=False), "not clipped to [0, 1]"),
         (_fgsm_like(lambda g: g / g.abs()), "g / |g| divides by zero"),
         (_raises(TypeError("bad operand")), "raised TypeError: bad operand"),
+        (lambda model, x, y, eps: x.clone(), "no step was taken"),
+        (lambda model, x, y, eps: model.train() and x, "the model's mode is left alone"),
     ],
     check_project_l2: [
         (_project(lambda d, e: e / _per_sample(d)), "even the points already inside"),
@@ -212,6 +214,7 @@ WRONG = {
         (_pgd(sign=-1), "descends the loss"),
         (_pgd(extra_steps=1), "steps instead of"),
         (_raises(NotImplementedError()), "not implemented yet"),
+        (lambda model, x, y, eps, alpha, steps: None, "returns a tensor x_adv"),
     ],
     check_lipschitz_per_logit: [
         (_per_logit(_spectral, lambda w: torch.ones(w.shape[0])), "the last layer is missing"),

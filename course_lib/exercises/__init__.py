@@ -109,8 +109,14 @@ def as_tensor(value, exercise: str, what: str, on: str) -> torch.Tensor:
     except (TypeError, ValueError, RuntimeError):
         raise ExerciseFailed(
             f"{exercise}: property 'returns {what}' fails on {on}: expected {what}, "
-            f"got {type(value).__name__} {value!r:.80}."
+            f"got {type(value).__name__} {short_repr(value)}."
         ) from None
+
+
+def short_repr(value, limit: int = 80) -> str:
+    """``repr(value)`` on one line, cut at ``limit`` characters."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def close(a, b, rtol: float = 1e-4, atol: float = 1e-6) -> bool:
@@ -147,4 +153,4 @@ def tiny_model(in_shape: tuple[int, ...], hidden: Sequence[int], classes: int, s
     return model.eval()
 
 
-__all__ = ["Checker", "ExerciseFailed", "as_tensor", "close", "show", "tiny_model"]
+__all__ = ["Checker", "ExerciseFailed", "as_tensor", "close", "short_repr", "show", "tiny_model"]

@@ -101,6 +101,7 @@ def check_fgsm(student_fgsm: Callable) -> None:
                 ).clamp(0, 1),
                 "x + ε·sign(∇ℓ) is not clipped to [0, 1] after the step (or it was clipped "
                 "before the step, which does nothing).": xd + eps * g.sign(),
+                "x_adv is x itself: no step was taken.": xd,
             },
             on,
             "x_adv = clip(x + ε·sign(∇ℓ), 0, 1)",
@@ -241,6 +242,7 @@ def _pgd_mistakes(model, x, y, eps, alpha, steps) -> dict[str, torch.Tensor]:
         g = input_gradient(model, unprojected, y)
         unprojected = (unprojected + alpha * g.sign()).clamp(0, 1)
     return {
+        "x_adv is x itself: no step was taken.": x.double(),
         "the iterate is never projected back onto the ε-ball around the clean x (only clipped "
         "to [0, 1], or projected around the current iterate): project_linf(x_t + step, x, "
         "eps).": unprojected.double(),

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from scipy.stats import beta, norm
 
 from ..certify.smoothing import clopper_pearson_lower
-from . import Checker, ExerciseFailed, show
+from . import Checker, ExerciseFailed, short_repr, show
 
 _GRID = sorted(  # typical counts first (where mistakes are told apart), the edge cases after
     {
@@ -34,7 +34,7 @@ def _number(c: Checker, value, on: str) -> float:
     except (TypeError, ValueError):
         raise ExerciseFailed(
             f"{c.exercise}: property 'returns a number' fails on {on}: expected a float, got "
-            f"{type(value).__name__} {value!r:.80}."
+            f"{type(value).__name__} {short_repr(value)}."
         ) from None
 
 
@@ -112,7 +112,7 @@ def check_certify_radius(student_certify: Callable) -> None:
             "returns a tuple (prediction, radius)",
             on,
             "a tuple (int, float)",
-            f"{type(out).__name__} {out!r:.60}",
+            f"{type(out).__name__} {short_repr(out)}",
         )
         prediction, radius = int(out[0]), _number(c, out[1], on)
         if p < 0.5:
