@@ -81,7 +81,7 @@ def _notebooks(sources: list[Path]) -> list[Path]:
             found.append(source)
         else:
             what = "not a notebook (.ipynb)" if source.exists() else "no such notebook or folder"
-            raise ValueError(f"{source}: {what}")
+            raise ValueError(f"{source}: {what}; name notebooks or folders, e.g. chapters/")
     return found
 
 
@@ -126,7 +126,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {target} ({note})")
     except (OSError, ValueError, SyntaxError) as e:
         if isinstance(e, OSError):
-            message = f"cannot write {e.filename or args.outdir}: {e.strerror or e}"
+            message = (
+                f"cannot write {e.filename or args.outdir}: {e.strerror or e}; "
+                "choose a writable OUTDIR, e.g. _build/student"
+            )
         else:
             message = str(e)
         print(f"make student: {message}", file=sys.stderr)
