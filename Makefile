@@ -87,5 +87,10 @@ bench: venv
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/budgets.py
 
+# Students' copies of the notebooks, solution cells replaced by stubs (course_lib/exercises/student.py).
+.PHONY: student
+student: venv
+	$(PY) -m course_lib.exercises.student _build/student
+
 clean:
 	rm -rf _build .pytest_cache .ruff_cache
