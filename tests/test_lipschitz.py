@@ -119,6 +119,41 @@ def test_lower_bound_below_upper_bound_on_random_nets(seed):
     assert (change <= upper * (x - x2).flatten(1).norm(dim=1) * (1 + 1e-5)).all()
 
 
+class Ramp(nn.Module):
+    """A 1-D map flat everywhere except a ramp of slope 100 on [c, c + 0.001]."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.c = c
+
+    def forward(self, x):
+        return 100 * (torch.relu(x - self.c) - torch.relu(x - self.c - 0.001))
+
+
+def test_lower_bound_keeps_the_difference_quotient_when_the_probes_miss_the_ramp():
+    # steps=0: the pair is (x, x + alpha * noise) drawn with the seed; put the ramp between the
+    # 2nd and 3rd of the 9 probes, where no probe sees it, and the quotient is the only witness
+    x, alpha = torch.tensor([[0.5]]), 0.02
+    noise = torch.randn((1, 1), generator=torch.Generator().manual_seed(0))
+    b = (x + alpha * noise).clamp(0, 1)
+    lo, hi = min(x.item(), b.item()), max(x.item(), b.item())
+    model = Ramp(lo + (hi - lo) * 1.5 / 8)
+    lower, where = lipschitz_lower_bound(model, x, steps=0, alpha=alpha)
+    q = 0.1 / (hi - lo)  # the ramp rises by 0.1 between the two points
+    assert lower == pytest.approx(q, rel=1e-4) and 0 < lower <= 100
+    assert lo <= where.item() <= hi
+
+
+# ----- by construction: the local constant never exceeds the product bound -------------------
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_every_local_constant_on_a_grid_is_below_the_product_bound(seed):
+    model = random_net(seed)
+    grid = torch.rand(4096, 1, 1, 3, generator=torch.Generator().manual_seed(seed))
+    assert jacobian_spectral_norm(model, grid).max() <= lipschitz_upper_bound(model) * (1 + 1e-5)
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_per_logit_and_pairwise_bounds_are_smaller(seed):
     model = random_net(seed)

@@ -93,3 +93,11 @@ def test_noise_shapes_reject_bad_lambda(shape):
     for lam in (0.0, -0.1, float("nan")):
         with pytest.raises(ValueError, match="^lam "):
             SHAPES[shape](Linear([1.0], 0), 2, lam)
+
+
+@pytest.mark.parametrize("lam", [0.05, 0.3])
+def test_uniform_radius_never_exceeds_lambda(lam):
+    """By construction (2 lam (p - 1/2) <= lam): moved here from notebook 5.1's check cell."""
+    p = torch.linspace(0.5, 1.0, 1001, dtype=torch.float64)
+    radii = SmoothUniformL1(Linear([1.0], 0), 2, lam).radius(p)
+    assert (radii <= lam + 1e-12).all() and radii[-1] == pytest.approx(lam)

@@ -237,3 +237,18 @@ def test_certificate_from_votes_equals_certify_batch():
     n_A = smooth.counts(x, 5000, 10_000).gather(1, c_A[:, None])[:, 0]
     again = smooth.certificate(c_A, n_A, 5000, 0.001)
     assert torch.equal(again[0], classes) and torch.equal(again[1], radii)
+
+
+# ----- by construction (moved here from the notebooks' check cells, where they proved nothing) ---
+
+
+@pytest.mark.parametrize("n", [100, 500, 1000])
+def test_no_radius_exceeds_the_cap_and_unanimous_votes_reach_it(n):
+    smooth = Smooth(Linear([1.0, 0.0], -0.4), 2, 0.25)
+    n_A = torch.arange(0, n + 1)  # every possible vote count
+    classes, radii = smooth.certificate(torch.zeros_like(n_A), n_A, n, 0.001)
+    cap = radius_cap(0.25, n, 0.001)
+    assert (radii <= cap + 1e-6).all() and radii[-1] == pytest.approx(cap, rel=1e-6)
+    # the largest radius of a unanimous vote is the cap, proportional to sigma
+    assert radius_cap(0.5, n, 0.001) == pytest.approx(2 * cap, rel=1e-12)
+    assert radius_cap(0.25, 500, 0.001) == pytest.approx(0.25 * 2.205, abs=1e-3)

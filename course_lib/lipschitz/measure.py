@@ -12,8 +12,8 @@ This module measures; it never constrains a network (constrained layers: chapter
 * :func:`jacobian_spectral_norm`: :math:`\|\nabla T(x)\|_2` per sample, exact (batched VJPs);
 * :func:`jacobian_spectral_norm_power`: the same by power iteration on JVP/VJP products, for maps
   with many outputs (it never forms the Jacobian);
-* :func:`lipschitz_lower_bound`: the largest local constant found by sampling and gradient ascent;
-  a lower bound of :math:`\theta`;
+* :func:`lipschitz_lower_bound`: the largest local constant or difference quotient found by
+  sampling and gradient ascent; a lower bound of :math:`\theta`;
 * :func:`secant_slopes`: every secant slope of a 1-D function on a grid;
 
 Upper bounds (product of layer norms) live in :mod:`.bounds`, certified radii in
@@ -95,20 +95,26 @@ def lipschitz_lower_bound(
 ) -> tuple[float, torch.Tensor]:
     r"""A lower bound of :math:`\theta` on the pixel box :math:`[0,1]^d`, and where it was found.
 
-    Every local constant :math:`\|\nabla T(p)\|_2` at a point :math:`p` of the box is a lower
-    bound of :math:`\theta = \sup_p \|\nabla T(p)\|_2`; we search for a large one in two ways:
+    Two kinds of numbers are lower bounds of :math:`\theta` on the box, and we search for large
+    ones of both:
 
-    1. **sampling**: the local constants at the given points ``x`` (B, ...);
-    2. **ascent**: from every sample, a pair :math:`(a, b)` climbs the difference quotient
-       :math:`q(a,b) = \|T(a) - T(b)\|_2 / \|a - b\|_2` for ``steps`` normalised-gradient steps of
-       size ``alpha`` (projected into the box); then the local constants along each segment
-       :math:`[a, b]` are measured. By the mean value theorem some point of the segment has a local
-       constant :math:`\ge q(a, b)`.
+    1. **local constants** :math:`\|\nabla T(p)\|_2` at points :math:`p` of the box (every one is
+       :math:`\le \theta = \sup_p \|\nabla T(p)\|_2`): at the given points ``x`` (B, ...), and
+       at 9 points along each segment found by the ascent below;
+    2. **difference quotients** :math:`q(a,b) = \|T(a) - T(b)\|_2 / \|a - b\|_2` of pairs of
+       points of the box (each is :math:`\le \theta` by definition): from every sample, a pair
+       :math:`(a, b)` climbs :math:`q` for ``steps`` normalised-gradient steps of size ``alpha``
+       (projected into the box).
+
+    For a vector-valued :math:`T` only the mean value *inequality* holds
+    (:math:`q(a,b) \le \sup_{[a,b]} \|\nabla T\|_2`), so some point of the segment is at least
+    as steep as :math:`q`, but the 9 probes may miss it; the quotient itself is kept as a
+    candidate. Returns ``(theta_lower, p_star)``: the largest candidate, and the point where it
+    was found (for a quotient, the midpoint of its pair), shape ``x.shape[1:]``.
 
     Deviation from "gradient ascent on :math:`\|\nabla T\|`": for ReLU networks :math:`\nabla T`
     is piecewise constant, so :math:`\|\nabla T\|` has zero gradient almost everywhere; its
-    difference quotient does not. Returns ``(theta_lower, p_star)`` with ``p_star`` of shape
-    ``x.shape[1:]``. ``seed`` fixes the random pair directions.
+    difference quotient does not. ``seed`` fixes the random pair directions.
     """
     check_pixels(x, "x")
     check_count(steps, "steps", minimum=0)
@@ -123,11 +129,17 @@ def lipschitz_lower_bound(
             g_a, g_b = torch.autograd.grad(q.sum(), (a, b))  # (B, ...) each
         a = (a + alpha * g_a / _per_sample_norm(g_a)).clamp(0, 1).detach()
         b = (b + alpha * g_b / _per_sample_norm(g_b)).clamp(0, 1).detach()
+    with torch.no_grad():
+        gap = (a - b).flatten(1).norm(dim=1)  # (B,)
+        q = (model(a) - model(b)).flatten(1).norm(dim=1) / gap.clamp_min(1e-12)
+        q = torch.where(gap > 1e-6, q, torch.zeros_like(q))  # coincident points say nothing
     t = torch.linspace(0, 1, 9, device=x.device, dtype=x.dtype).view(1, -1, *[1] * (x.ndim - 1))
     segments = (a.unsqueeze(1) + t * (b - a).unsqueeze(1)).flatten(0, 1)  # (B * 9, ...)
     points = torch.cat([x, segments])  # (B * 10, ...)
     local = jacobian_spectral_norm(model, points)  # (B * 10,)
-    best = int(local.argmax())
+    best, best_q = int(local.argmax()), int(q.argmax())
+    if q[best_q] > local[best]:  # the quotient of a pair beats every probed local constant
+        return float(q[best_q]), ((a[best_q] + b[best_q]) / 2).detach()
     return float(local[best]), points[best].detach()
 
 

@@ -13,6 +13,7 @@ from matplotlib.collections import PatchCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle, RegularPolygon
 
+from ..checks import accuracy_interval
 from .plots import CLASS_COLORS, canvas_to_png
 
 
@@ -114,13 +115,23 @@ class CertifiedView:
 
 
 def certified_accuracy_plot(
-    r_grid: Sequence[float], curves: Mapping[str, torch.Tensor], ax=None, xlabel="radius r (ℓ2)"
+    r_grid: Sequence[float],
+    curves: Mapping[str, torch.Tensor],
+    ax=None,
+    xlabel="radius r (ℓ2)",
+    n: int | None = None,
 ):
-    """Certified accuracy against the radius, one step curve per entry of ``curves``."""
+    """Certified accuracy against the radius, one step curve per entry of ``curves``; with ``n``
+    (the number of test points) each curve gets its 95% Clopper–Pearson band."""
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 3.6))
     for label, curve in curves.items():
-        ax.plot(r_grid, np.asarray(curve), drawstyle="steps-post", label=label)
+        line = ax.plot(r_grid, np.asarray(curve), drawstyle="steps-post", label=label)[0]
+        if n is not None:
+            low, high = accuracy_interval(np.asarray(curve), n)
+            ax.fill_between(
+                r_grid, low, high, step="post", color=line.get_color(), alpha=0.15, lw=0
+            )
     ax.set(xlabel=xlabel, ylabel="certified accuracy", ylim=(0, 1.02), xlim=(0, max(r_grid)))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

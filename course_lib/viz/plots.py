@@ -15,6 +15,8 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle, Rectangle
 
+from ..checks import accuracy_interval
+
 CLASS_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
 
 
@@ -190,11 +192,16 @@ def accuracy_vs_eps(
     ax=None,
     title: str = "",
     xlabel: str = r"$\varepsilon$",
+    n: int | None = None,
 ):
-    """Accuracy (y) against the attack budget (x), one line per attack or model."""
+    """Accuracy (y) against the attack budget (x), one line per attack or model; with ``n`` (the
+    number of test points) each line gets its 95% Clopper–Pearson band."""
     ax = ax if ax is not None else plt.subplots(figsize=(5, 3.5))[1]
     for name, accs in curves.items():
-        ax.plot(eps_grid, accs, marker="o", markersize=3, label=name)
+        line = ax.plot(eps_grid, accs, marker="o", markersize=3, label=name)[0]
+        if n is not None:
+            low, high = accuracy_interval(np.asarray(accs), n)
+            ax.fill_between(eps_grid, low, high, color=line.get_color(), alpha=0.15, lw=0)
     ax.set(xlabel=xlabel, ylabel="accuracy", ylim=(-0.02, 1.02), title=title)
     ax.legend(frameon=False)
     return ax
