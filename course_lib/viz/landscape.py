@@ -27,7 +27,7 @@ def landscape_contours(
     l_inf square of that budget. Returns the figure."""
     names = list(surfaces)
     vmax = vmax if vmax is not None else max(float(s.max()) for s in surfaces.values())
-    fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.9 * len(names), 3.4), squeeze=False)
     levels = np.linspace(0, vmax, 21)
     for ax, name in zip(axes[0], names, strict=True):
         z = surfaces[name].clamp(max=vmax).cpu().numpy()
