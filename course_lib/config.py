@@ -30,6 +30,13 @@ SETTINGS: dict[str, dict] = {
         "smooth_n": 1_000,
         "smooth_images": 100,
         "smooth_batch": 2_000,
+        # chapter 4 (regularization): evaluation digits, PGD for the tables, landscapes, curvature
+        "reg_eval_n": 500,
+        "reg_pgd_steps": 20,
+        "reg_pgd_restarts": 2,
+        "landscape_resolution": 101,
+        "curvature_digits": 50,
+        "curvature_iters": 10,
     },
     "full": {
         "toy_n": 2000,
@@ -42,6 +49,13 @@ SETTINGS: dict[str, dict] = {
         "smooth_n": 100_000,  # the paper's N
         "smooth_images": 500,  # the paper certifies 500 test images
         "smooth_batch": 1_000,
+        # chapter 4
+        "reg_eval_n": 10_000,
+        "reg_pgd_steps": 100,
+        "reg_pgd_restarts": 5,
+        "landscape_resolution": 101,
+        "curvature_digits": 500,
+        "curvature_iters": 30,
     },
 }
 
