@@ -30,6 +30,13 @@ SETTINGS: dict[str, dict] = {
         "smooth_n": 1_000,
         "smooth_images": 100,
         "smooth_batch": 2_000,
+        # chapter 5 part 2 (Lipschitz nets): random kernels in the norm table, digits certified,
+        # soundness attack (l2 PGD on the margin inside 0.999 r): images, steps, restarts
+        "lip_kernels": 12,
+        "lip_images": 1_000,
+        "lip_attack_images": 200,
+        "lip_attack_steps": 30,
+        "lip_attack_restarts": 3,
     },
     "full": {
         "toy_n": 2000,
@@ -42,6 +49,12 @@ SETTINGS: dict[str, dict] = {
         "smooth_n": 100_000,  # the paper's N
         "smooth_images": 500,  # the paper certifies 500 test images
         "smooth_batch": 1_000,
+        # chapter 5 part 2
+        "lip_kernels": 50,
+        "lip_images": 10_000,
+        "lip_attack_images": 1_000,
+        "lip_attack_steps": 100,
+        "lip_attack_restarts": 10,
     },
 }
 

@@ -161,3 +161,25 @@ def test_no_pgd_flip_inside_certified_radius_of_constrained_net():
     r = margin_radius(net(x), L)  # (B,)
     x_adv = pgd_l2_per_sample(net, x, y, 0.999 * r, steps=30, restarts=3)
     assert (predict(net, x_adv) == y).all()
+
+
+def test_margin_pgd_finds_the_flip_of_a_linear_model_just_beyond_its_distance():
+    """For f(x) = W x + b the distance to the boundary is margin / ||w_y - w_i||: PGD on the
+    margin finds a flip at 1.05x that distance and none at 0.99x (no flip inside a sound radius)."""
+    from course_lib.lipschitz.attacks import pgd_l2_margin
+
+    torch.manual_seed(0)
+    lin = nn.Sequential(nn.Flatten(), nn.Linear(6, 2))
+    x = 0.4 + 0.2 * torch.rand(16, 1, 2, 3)
+    with torch.no_grad():  # put the boundary through the cloud, far from the [0, 1] box's faces
+        lin[1].bias -= lin(x).mean(0)
+    y = predict(lin, x)
+    w = lin[1].weight.detach()
+    f = lin(x).detach()
+    dist = (f.gather(1, y[:, None]) - f.gather(1, 1 - y[:, None])).squeeze(1) / (w[0] - w[1]).norm()
+    inside = pgd_l2_margin(lin, x, y, 0.99 * dist, steps=20, restarts=2)
+    beyond = pgd_l2_margin(lin, x, y, 1.05 * dist, steps=50, restarts=2)
+    assert (predict(lin, inside) == y).all()
+    reachable = dist < 0.3  # the flip at 1.05 dist lies inside the [0, 1] box
+    assert reachable.sum() >= 4
+    assert (predict(lin, beyond) != y)[reachable].all()

@@ -45,16 +45,17 @@ def spectral_norm_power(
 
     Returns ``(sigma, u)``; pass ``u`` back to warm-start. :math:`\sigma \le \sigma_1(W)` always
     (it is :math:`\|Wu\|` for a unit :math:`u`): a **lower** bound, which only approaches
-    :math:`\sigma_1` at the rate :math:`(\sigma_2/\sigma_1)^{2t}`. ``W`` ``(..., m, n)``.
+    :math:`\sigma_1` at the rate :math:`(\sigma_2/\sigma_1)^{2t}`. ``W`` ``(..., m, n)``, real or
+    complex.
     """
     check_count(iterations, "iterations", minimum=1)
     W = W.detach()
     if u is None:
         gen = torch.Generator(device=W.device).manual_seed(0)
         u = torch.randn(*W.shape[:-2], W.shape[-1], 1, generator=gen, device=W.device)
-        u = u.to(W.dtype)
+        u = u.to(W.dtype)  # a real start is fine for complex W (FFT blocks)
     for _ in range(iterations):
-        u = W.mT @ (W @ u)  # (..., n, 1)
+        u = W.mH @ (W @ u)  # (..., n, 1)
         u = u / u.norm(dim=(-2, -1), keepdim=True).clamp_min(1e-30)
     sigma = (W @ u).norm(dim=(-2, -1))  # (...)
     return sigma, u
@@ -75,12 +76,19 @@ def spectral_norm_gram(W: torch.Tensor, iterations: int = 6) -> torch.Tensor:
     G = W if W.shape[-2] >= W.shape[-1] else W.mT  # G^* G is the smaller of the two
     log_scale = torch.zeros(W.shape[:-2], dtype=W.real.dtype, device=W.device)  # (...)
     for _ in range(iterations):
-        r = torch.linalg.matrix_norm(G, ord="fro")  # (...)
+        r = _frobenius(G)  # (...)
         G = G / r[..., None, None]
         log_scale = 2 * (log_scale + torch.log(r))
         G = G.mH @ G
-    fro = torch.linalg.matrix_norm(G, ord="fro")
-    return torch.exp((torch.log(fro) + log_scale) / 2**iterations)
+    return torch.exp((torch.log(_frobenius(G)) + log_scale) / 2**iterations)
+
+
+def _frobenius(G: torch.Tensor) -> torch.Tensor:
+    """``‖G‖_F`` over the last two dims; on the real view for complex input (about 10x faster on
+    a CPU than ``matrix_norm(ord="fro")`` of a complex tensor)."""
+    if G.is_complex():
+        return torch.view_as_real(G).square().sum((-3, -2, -1)).sqrt()
+    return G.square().sum((-2, -1)).sqrt()
 
 
 # ----- convolutions (weight (C_out, C_in, k1, k2), PyTorch's layout) ---------------------------
