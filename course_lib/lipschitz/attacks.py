@@ -88,7 +88,7 @@ def pgd_l2_margin(
 
 
 def _margin(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """:math:`\max_{i \ne y} f_i(x) - f_y(x)` per sample, ``(B,)``: > 0 means misclassified."""
+    r""":math:`\max_{i \ne y} f_i(x) - f_y(x)` per sample, ``(B,)``: > 0 means misclassified."""
     f = model(x)  # (B, K)
     f_y = f.gather(1, y[:, None]).squeeze(1)
     others = f.masked_fill(torch.nn.functional.one_hot(y, f.shape[1]).bool(), -torch.inf)
