@@ -183,3 +183,14 @@ def test_margin_pgd_finds_the_flip_of_a_linear_model_just_beyond_its_distance():
     reachable = dist < 0.3  # the flip at 1.05 dist lies inside the [0, 1] box
     assert reachable.sum() >= 4
     assert (predict(lin, beyond) != y)[reachable].all()
+
+
+def test_bjorck_training_mode_is_orthonormal_to_the_training_tolerance_and_differentiable():
+    torch.manual_seed(0)
+    lin = bjorck_linear(40, 24).train()
+    with torch.no_grad():
+        lin.parametrizations.weight.original.add_(0.3 * torch.randn(24, 40))  # off the init
+    W = lin.weight  # (24, 40), power pre-scaling, tolerance 1e-3
+    assert torch.linalg.matrix_norm(W @ W.T - torch.eye(24)) < 1e-3
+    W.square().sum().backward()
+    assert torch.isfinite(lin.parametrizations.weight.original.grad).all()

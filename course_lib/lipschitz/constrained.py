@@ -132,31 +132,49 @@ class FullSort(GroupSort):
 
 
 def bjorck(
-    W: torch.Tensor, iterations: int = 25, tol: float = 1e-6, beta: float = 0.5
+    W: torch.Tensor,
+    iterations: int = 25,
+    tol: float = 1e-6,
+    beta: float = 0.5,
+    grad_iterations: int = 4,
 ) -> torch.Tensor:
     r"""Björck orthonormalization of order 1 (Björck & Bowie, 1971; Anil et al., 2019, eq. 9):
     :math:`A \leftarrow (1+\beta)A - \beta A A^\top A`, the first Taylor term of the closest
     orthonormal matrix :math:`A (A^\top A)^{-1/2}`.
 
-    It converges when :math:`\sigma_1(A) < \sqrt 3`, so ``W`` ``(m, n)`` is first divided by its
-    Gram-iteration bound (:math:`\sigma_1 \le 1`; deel-torchlip divides by a power-iteration
-    estimate, which can leave :math:`\sigma_1` slightly above 1). It stops after ``iterations`` or
-    once :math:`\|A^\top A - I\|_F < ` ``tol`` (:math:`\ge \|A^\top A - I\|_2`), testing on the
-    smaller Gram side. Differentiable through every iteration.
+    It converges when :math:`\sigma_1(A) < \sqrt 3`, so ``W`` ``(m, n)`` is first divided by a
+    2-step Gram-iteration bound (:math:`\sigma_1 \le 1` guaranteed, at most
+    :math:`\text{rank}^{1/8}` too small; deel-torchlip divides by a power-iteration estimate,
+    which can leave :math:`\sigma_1` slightly above 1). It stops after ``iterations`` or once
+    :math:`\|A^\top A - I\|_F < ` ``tol`` (:math:`\ge \|A^\top A - I\|_2`), on the smaller Gram
+    side. Gradients flow through the first ``grad_iterations`` steps; the remaining ones (close to
+    the fixed point) are applied as a constant correction (straight-through). deel-torchlip
+    also stops differentiating after 4 steps, by detaching the cubic term instead.
     """
     check_count(iterations, "iterations", minimum=1)
+    check_count(grad_iterations, "grad_iterations", minimum=0)
     check_positive(tol, "tol")
-    A = W / spectral_norm_gram(W)
+    return _bjorck_steps(W / spectral_norm_gram(W, 2), iterations, tol, beta, grad_iterations)[0]
+
+
+def _bjorck_steps(
+    A: torch.Tensor, iterations: int, tol: float, beta: float, grad_iterations: int
+) -> tuple[torch.Tensor, bool]:
+    """The Björck loop on an already scaled ``A``; also says whether it reached ``tol``."""
     wide = A.shape[0] < A.shape[1]
     eye = torch.eye(min(A.shape), dtype=A.dtype, device=A.device)
-    for _ in range(iterations):
+    A_grad, converged = A, False
+    for i in range(iterations):
+        if i == grad_iterations:
+            A_grad, A = A, A.detach()
         gram = A @ A.T if wide else A.T @ A  # (min, min)
-        with torch.no_grad():
-            done = torch.linalg.matrix_norm(gram - eye) < tol
-        if done:
+        if torch.linalg.matrix_norm(gram.detach() - eye) < tol:
+            converged = True
             break
         A = (1 + beta) * A - beta * (gram @ A if wide else A @ gram)
-    return A
+    if i < grad_iterations:
+        return A, converged
+    return A_grad + (A - A_grad.detach()), converged  # value of A, gradient of the first steps
 
 
 class Bjorck(_EvalCache):
@@ -169,12 +187,22 @@ class Bjorck(_EvalCache):
     def __init__(self, iterations: int = 25, tol: float = 1e-6, stride: int = 1):
         super().__init__()
         self.iterations, self.tol, self.stride = iterations, tol, stride
+        self._u: torch.Tensor | None = None
 
     def weight(self, W: torch.Tensor) -> torch.Tensor:
-        # training stops at the looser 1e-3 of deel-torchlip (about 3x cheaper per step); the
-        # weight used at inference is orthonormalised to ``tol``
-        tol = max(self.tol, 1e-3) if self.training else self.tol
-        A = bjorck(W.reshape(W.shape[0], -1), self.iterations, tol).reshape(W.shape)
+        W2 = W.reshape(W.shape[0], -1)
+        A = None
+        if self.training:
+            # training, like deel-torchlip: pre-scale by a warm-started power-iteration estimate
+            # (about sigma_1, so few Björck steps) and stop at the looser tolerance 1e-3; if that
+            # does not converge, fall back to the guaranteed Gram pre-scaling below
+            with torch.no_grad():
+                sigma, self._u = spectral_norm_power(W2, 1 if self._u is not None else 10, self._u)
+            A, ok = _bjorck_steps(W2 / sigma, self.iterations, max(self.tol, 1e-3), 0.5, 4)
+            A = A if ok else None
+        if A is None:  # inference: Gram pre-scaling (convergence guaranteed), tolerance ``tol``
+            A = bjorck(W2, self.iterations, self.tol if not self.training else 1e-3)
+        A = A.reshape(W.shape)
         if W.ndim == 2:
             return A
         k1, k2 = W.shape[-2:]
