@@ -9,6 +9,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import bench_lipschitz  # noqa: E402
+import bench_lipschitz_nets  # noqa: E402
 import bench_pgd  # noqa: E402
 import bench_regularization  # noqa: E402
 import bench_smoothing  # noqa: E402
@@ -22,6 +23,8 @@ def main() -> None:
     rows = (
         bench_pgd.run() + bench_smoothing.run() + bench_lipschitz.run() + bench_regularization.run()
     )
+    rows = bench_pgd.run() + bench_smoothing.run() + bench_lipschitz.run()
+    rows += bench_lipschitz_nets.run()
     print(f"{'benchmark':<56} {'course_lib':>11} {'peer':>11} {'ratio':>7}  peer")
     for r in rows:
         print(

@@ -37,6 +37,13 @@ SETTINGS: dict[str, dict] = {
         "landscape_resolution": 101,
         "curvature_digits": 50,
         "curvature_iters": 10,
+        # chapter 5 part 2 (Lipschitz nets): random kernels in the norm table, digits certified,
+        # soundness attack (l2 PGD on the margin inside 0.999 r): images, steps, restarts
+        "lip_kernels": 12,
+        "lip_images": 1_000,
+        "lip_attack_images": 200,
+        "lip_attack_steps": 30,
+        "lip_attack_restarts": 3,
     },
     "full": {
         "toy_n": 2000,
@@ -56,6 +63,12 @@ SETTINGS: dict[str, dict] = {
         "landscape_resolution": 101,
         "curvature_digits": 500,
         "curvature_iters": 30,
+        # chapter 5 part 2
+        "lip_kernels": 50,
+        "lip_images": 10_000,
+        "lip_attack_images": 1_000,
+        "lip_attack_steps": 100,
+        "lip_attack_restarts": 10,
     },
 }
 

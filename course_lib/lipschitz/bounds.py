@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..models import Normalize
+from .constrained import FullSort, GroupSort, MaxMin
 
 # Lipschitz constant of parameter-free layers (l2 -> l2). GELU (~1.13) and ELU(alpha > 1) are not
 # 1-Lipschitz and are deliberately absent; Dropout is absent because in train mode it scales up.
@@ -36,6 +37,9 @@ ACTIVATION_LIPSCHITZ: dict[type, float] = {
     nn.Sigmoid: 0.25,
     nn.Flatten: 1.0,
     nn.Identity: 1.0,
+    GroupSort: 1.0,  # a permutation of its input (chapter 5)
+    MaxMin: 1.0,
+    FullSort: 1.0,
 }
 
 
