@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+import bench_at  # noqa: E402  (chapter 3)
 import bench_lipschitz  # noqa: E402
 import bench_pgd  # noqa: E402
 import bench_smoothing  # noqa: E402
@@ -19,6 +20,7 @@ def main() -> None:
         f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
     )
     rows = bench_pgd.run() + bench_smoothing.run() + bench_lipschitz.run()
+    rows += bench_at.run()  # chapter 3
     print(f"{'benchmark':<56} {'course_lib':>11} {'peer':>11} {'ratio':>7}  peer")
     for r in rows:
         print(

@@ -30,6 +30,11 @@ SETTINGS: dict[str, dict] = {
         "smooth_n": 1_000,
         "smooth_images": 100,
         "smooth_batch": 2_000,
+        # chapter 3: digits for the clean / PGD / APGD worst-case tables, APGD steps and the
+        # target classes of APGD-T (AutoAttack uses 9; 3 keeps the quick notebooks in budget)
+        "at_eval_n": 200,
+        "apgd_steps": 100,
+        "apgd_targets": 3,
     },
     "full": {
         "toy_n": 2000,
@@ -42,6 +47,10 @@ SETTINGS: dict[str, dict] = {
         "smooth_n": 100_000,  # the paper's N
         "smooth_images": 500,  # the paper certifies 500 test images
         "smooth_batch": 1_000,
+        # chapter 3
+        "at_eval_n": 1000,
+        "apgd_steps": 100,
+        "apgd_targets": 9,
     },
 }
 
