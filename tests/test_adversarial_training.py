@@ -88,7 +88,7 @@ def test_fat_and_fgsm_losses_are_differentiable(random_cnn):
 def test_general_at_trains_and_calls_back():
     x, y = load_toy2d("moons", n=120, noise=0.1, seed=0)
     torch.manual_seed(0)
-    model = mlp(2, (16,), 2)
+    model = mlp(2, (32, 32), 2)
     rounds = []
     general_at(
         model,
