@@ -63,7 +63,7 @@ def bench_apgd(n=100, steps=100, repeats=3) -> list[dict]:
     return rows
 
 
-def bench_pgd_at_epoch(n=500, batch=64, steps=10, repeats=3) -> dict:
+def bench_pgd_at_epoch(n=256, batch=64, steps=10, repeats=3) -> dict:
     from art.defences.trainer import AdversarialTrainerMadryPGD
     from art.estimators.classification import PyTorchClassifier
 
@@ -88,11 +88,11 @@ def bench_pgd_at_epoch(n=500, batch=64, steps=10, repeats=3) -> dict:
     trainer = AdversarialTrainerMadryPGD(
         classifier, nb_epochs=1, batch_size=batch, eps=eps, eps_step=alpha, max_iter=steps
     )
-    trainer._attack.set_params(verbose=False)
+    trainer.attack.set_params(verbose=False)
     x_np, y_np = x.numpy(), np.eye(10, dtype=np.float32)[y.numpy()]
     m_ours, m_theirs = _alternate(
         lambda: train_epoch(ours_model, loader, loss, ours_opt),
-        lambda: trainer.fit(x_np, y_np, verbose=False),
+        lambda: trainer.fit(x_np, y_np),
         repeats,
     )
     import art

@@ -232,4 +232,3 @@ RECIPES["moons_cat"] = Recipe(
         for p in ("quick", "full")
     },
 )
-
