@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+import bench_at  # noqa: E402  (chapter 3)
 import bench_lipschitz  # noqa: E402
 import bench_lipschitz_nets  # noqa: E402
 import bench_pgd  # noqa: E402
@@ -25,6 +26,7 @@ def main() -> None:
     )
     rows = bench_pgd.run() + bench_smoothing.run() + bench_lipschitz.run()
     rows += bench_lipschitz_nets.run()
+    rows += bench_at.run()  # chapter 3
     print(f"{'benchmark':<56} {'course_lib':>11} {'peer':>11} {'ratio':>7}  peer")
     for r in rows:
         print(

@@ -44,6 +44,11 @@ SETTINGS: dict[str, dict] = {
         "lip_attack_images": 200,
         "lip_attack_steps": 30,
         "lip_attack_restarts": 3,
+        # chapter 3: digits for the clean / PGD / APGD worst-case tables, APGD steps and the
+        # target classes of APGD-T (AutoAttack uses 9; 3 keeps the quick notebooks in budget)
+        "at_eval_n": 200,
+        "apgd_steps": 100,
+        "apgd_targets": 3,
     },
     "full": {
         "toy_n": 2000,
@@ -69,6 +74,10 @@ SETTINGS: dict[str, dict] = {
         "lip_attack_images": 1_000,
         "lip_attack_steps": 100,
         "lip_attack_restarts": 10,
+        # chapter 3
+        "at_eval_n": 1000,
+        "apgd_steps": 100,
+        "apgd_targets": 9,
     },
 }
 

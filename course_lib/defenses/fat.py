@@ -1,0 +1,99 @@
+r"""Friendly Adversarial Training (FAT; Zhang, Xu, Han, Niu, Cui, Sugiyama & Kankanhalli, 2020).
+
+Strong attacks push training points far across the decision boundary, where they look like the
+other class and hurt generalisation. FAT solves the inner problem only "as far as needed": it
+searches for the least adversarial example that is still misclassified (with a margin),
+
+.. math::  \tilde x_i = \arg\min_{x' \in B(x_i, \varepsilon)} \ell(f(x'), y_i)
+           \ \text{ s.t. }\ \ell(f(x'), y_i) - \min_{y \in \mathcal{Y}} \ell(f(x'), y) \ge \rho,
+
+approximated by early-stopped PGD, PGD-K-:math:`\tau` (:func:`pgd_early_stopped`): each sample
+takes PGD steps until it is misclassified, then :math:`\tau` more, then stops. With
+:math:`\tau \ge K` it never stops early and equals PGD-K.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..attacks import _check_attack_args, input_gradient
+from ..threat import THREATS
+from ..train import LossFn
+from ..validate import check_count
+
+
+def pgd_early_stopped(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    steps: int = 10,
+    tau: int = 0,
+    *,
+    alpha: float | None = None,
+    random_start: bool = True,
+) -> torch.Tensor:
+    r"""PGD-K-:math:`\tau` (Zhang et al., 2020, Algorithm 1), :math:`\ell_\infty`.
+
+    Every sample gets a budget ``tau``. Before each of the ``steps`` (K) steps the model classifies
+    the current iterates: a misclassified sample with budget 0 is frozen there; a misclassified
+    sample with budget left spends one and keeps climbing; a correct one keeps climbing. After K
+    steps the rest is returned as is. ``tau >= steps`` never freezes anything (PGD-K);
+    ``tau = 0`` stops each sample at its first misclassified iterate.
+
+    ``alpha`` defaults to :math:`2.5\varepsilon/K` as in :func:`course_lib.attacks.pgd`, and the
+    random start is the same uniform draw, so with equal seeds ``tau >= steps`` reproduces
+    ``pgd(..., steps=K)`` exactly. Deviations from the reference code (``earlystop.py``): samples
+    stay in their input order (the reference returns the batch reordered, frozen ones first, with
+    the labels reordered alike), and no :math:`\omega\,\mathcal N(0, 1)` noise is added to the
+    steps (the reference adds it with :math:`\omega = 0.001`).
+    """
+    _check_attack_args(x, y, eps, alpha, steps)
+    check_count(steps, "steps", minimum=1)
+    check_count(tau, "tau", minimum=0)
+    linf = THREATS["linf"]
+    alpha = 2.5 * eps / max(steps, 1) if alpha is None else alpha
+    x_adv = linf.random_start(x, eps) if random_start else x.clone()
+    budget = torch.full_like(y, tau)  # (B,)
+    active = torch.ones_like(y, dtype=torch.bool)  # (B,)
+    for _ in range(steps):
+        idx = active.nonzero().squeeze(1)
+        if idx.numel() == 0:
+            break
+        with torch.no_grad():
+            wrong = model(x_adv[idx]).argmax(1) != y[idx]  # (A,)
+        freeze = wrong & (budget[idx] == 0)
+        budget[idx[wrong & ~freeze]] -= 1
+        active[idx[freeze]] = False
+        idx = idx[~freeze]
+        if idx.numel() == 0:
+            break
+        grad = input_gradient(model, x_adv[idx], y[idx])  # (A, ...)
+        x_adv[idx] = linf.project(x_adv[idx] + linf.step(grad, alpha), x[idx], eps)
+    return x_adv.detach()
+
+
+def fat_tau(epoch: int, epochs: int) -> int:
+    r"""FAT's dynamic :math:`\tau` (reference ``FAT.py``, 120 epochs: 0 up to epoch 50, 1 up to
+    90, then 2), as fractions of ``epochs`` so that shorter runs keep the same shape."""
+    check_count(epoch, "epoch", minimum=0)
+    check_count(epochs, "epochs", minimum=1)
+    frac = epoch / epochs
+    return 0 if frac <= 50 / 120 else 1 if frac <= 90 / 120 else 2
+
+
+def fat_loss(eps: float, steps: int = 10, tau: int = 0, alpha: float | None = None) -> LossFn:
+    r"""FAT's outer minimisation on PGD-K-:math:`\tau` examples,
+    :math:`\frac1B\sum_i \ell(f_\theta(\tilde x_i), y_i)`. As :func:`pgd_at_loss`, the attack runs
+    on the model in its current (training) mode; the reference attacks in eval mode (the same for
+    networks without BatchNorm or dropout, such as the course's CNN)."""
+    check_count(tau, "tau", minimum=0)
+    check_count(steps, "steps", minimum=1)
+
+    def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x_adv = pgd_early_stopped(model, x, y, eps, steps, tau, alpha=alpha)
+        return F.cross_entropy(model(x_adv), y)
+
+    return loss_fn
