@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import bench_lipschitz  # noqa: E402
 import bench_pgd  # noqa: E402
 import bench_smoothing  # noqa: E402
+import bench_tv  # noqa: E402
 
 
 def main() -> None:
@@ -18,7 +19,7 @@ def main() -> None:
         f"python {platform.python_version()}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
     )
-    rows = bench_pgd.run() + bench_smoothing.run() + bench_lipschitz.run()
+    rows = bench_pgd.run() + bench_smoothing.run() + bench_lipschitz.run() + bench_tv.run()
     print(f"{'benchmark':<56} {'course_lib':>11} {'peer':>11} {'ratio':>7}  peer")
     for r in rows:
         print(

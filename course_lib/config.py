@@ -30,6 +30,12 @@ SETTINGS: dict[str, dict] = {
         "smooth_n": 1_000,
         "smooth_images": 100,
         "smooth_batch": 2_000,
+        # chapter 2 (naive defenses): digits per evaluation, attack budgets, EOT draws
+        "naive_eval_n": 100,
+        "naive_eps": (0.05, 0.1, 0.2, 0.3),
+        "naive_eot": 8,  # EOT draws per step for random resize-and-pad
+        "naive_tv_eot": 2,  # EOT draws per step for TV (each draw is a full TV solve)
+        "naive_sanity_n": 50,
     },
     "full": {
         "toy_n": 2000,
@@ -42,6 +48,12 @@ SETTINGS: dict[str, dict] = {
         "smooth_n": 100_000,  # the paper's N
         "smooth_images": 500,  # the paper certifies 500 test images
         "smooth_batch": 1_000,
+        # chapter 2 (naive defenses)
+        "naive_eval_n": 1000,
+        "naive_eps": (0.05, 0.1, 0.2, 0.3),
+        "naive_eot": 30,  # Athalye et al.'s 30 draws per step
+        "naive_tv_eot": 10,
+        "naive_sanity_n": 500,
     },
 }
 
