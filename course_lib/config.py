@@ -36,6 +36,7 @@ SETTINGS: dict[str, dict] = {
         "naive_eot": 8,  # EOT draws per step for random resize-and-pad
         "naive_tv_eot": 2,  # EOT draws per step for TV (each draw is a full TV solve)
         "naive_sanity_n": 50,
+        "naive_keys": 4,  # keyed classifiers in the diversified ensemble
     },
     "full": {
         "toy_n": 2000,
@@ -54,6 +55,7 @@ SETTINGS: dict[str, dict] = {
         "naive_eot": 30,  # Athalye et al.'s 30 draws per step
         "naive_tv_eot": 10,
         "naive_sanity_n": 500,
+        "naive_keys": 6,
     },
 }
 

@@ -4,18 +4,23 @@
 through Xie et al.'s random resize-and-pad (28 -> [28, 32), zero-padded to 32). Xie et al. keep a
 pretrained ImageNet network (its global pooling accepts any size); our CNN has a fixed input
 size, so it is trained on the transformed digits, as Guo et al. retrain for their transforms.
+
+``mnist_keyed_{j}``, j = 0..5: the keyed classifiers of Taran et al.'s randomized diversification,
+the small CNN behind a secret DCT sign-flip key on sub-band ``"d"``, ``"h"`` or ``"v"`` (in turn),
+each key drawn from its own seed. The key is a buffer, saved with the weights.
 """
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 
 from .. import config
-from ..defenses import randomization, tv
+from ..defenses import diversification, randomization, tv
 from ..models import small_cnn
 from .trainers import Recipe, train_mnist
 
-TRAINING_MODULES = (randomization, tv)
+TRAINING_MODULES = (diversification, randomization, tv)
 
 RESIZE_PAD = (28, 32)  # (size, max_size) of the random resize-and-pad on MNIST
 
@@ -30,6 +35,15 @@ def _train_resize_pad(model, s: dict) -> None:
     train_mnist(model, s, _resize_pad_loss)
 
 
+KEYED_MEMBERS = 6  # keyed classifiers available; the notebooks use settings()["naive_keys"]
+
+
+def _keyed_cnn(j: int):
+    subband = diversification.SUBBANDS[j % 3]
+    key = diversification.make_key(28, subband, torch.Generator().manual_seed(1000 + j))
+    return diversification.KeyedClassifier(small_cnn(1, 10, 28), key)
+
+
 RECIPES: dict[str, Recipe] = {
     "mnist_cnn_resize_pad": Recipe(
         build=lambda: small_cnn(1, 10, RESIZE_PAD[1]),
@@ -39,4 +53,15 @@ RECIPES: dict[str, Recipe] = {
             for p in config.PROFILES
         },
     ),
+}
+RECIPES |= {
+    f"mnist_keyed_{j}": Recipe(
+        build=lambda j=j: _keyed_cnn(j),
+        train=train_mnist,
+        settings={
+            p: {"data": p, "epochs": e, "lr": 2e-3, "seed": j, "desc": f"mnist_keyed_{j}"}
+            for p, e in (("quick", 5), ("full", 10))
+        },
+    )
+    for j in range(KEYED_MEMBERS)
 }
