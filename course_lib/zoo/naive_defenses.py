@@ -38,12 +38,6 @@ def _train_resize_pad(model, s: dict) -> None:
 KEYED_MEMBERS = 6  # keyed classifiers available; the notebooks use settings()["naive_keys"]
 
 
-def _keyed_cnn(j: int):
-    subband = diversification.SUBBANDS[j % 3]
-    key = diversification.make_key(28, subband, torch.Generator().manual_seed(1000 + j))
-    return diversification.KeyedClassifier(small_cnn(1, 10, 28), key)
-
-
 RECIPES: dict[str, Recipe] = {
     "mnist_cnn_resize_pad": Recipe(
         build=lambda: small_cnn(1, 10, RESIZE_PAD[1]),
@@ -56,7 +50,12 @@ RECIPES: dict[str, Recipe] = {
 }
 RECIPES |= {
     f"mnist_keyed_{j}": Recipe(
-        build=lambda j=j: _keyed_cnn(j),
+        build=lambda j=j: diversification.KeyedClassifier(  # the key is part of the recipe
+            small_cnn(1, 10, 28),
+            diversification.make_key(
+                28, diversification.SUBBANDS[j % 3], torch.Generator().manual_seed(1000 + j)
+            ),
+        ),
         train=train_mnist,
         settings={
             p: {"data": p, "epochs": e, "lr": 2e-3, "seed": j, "desc": f"mnist_keyed_{j}"}
