@@ -14,6 +14,7 @@ import bench_lipschitz_nets  # noqa: E402
 import bench_pgd  # noqa: E402
 import bench_regularization  # noqa: E402
 import bench_smoothing  # noqa: E402
+import bench_tv  # noqa: E402
 
 
 def main() -> None:
@@ -27,6 +28,7 @@ def main() -> None:
     rows = bench_pgd.run() + bench_smoothing.run() + bench_lipschitz.run()
     rows += bench_lipschitz_nets.run()
     rows += bench_at.run()  # chapter 3
+    rows = bench_pgd.run() + bench_smoothing.run() + bench_lipschitz.run() + bench_tv.run()
     print(f"{'benchmark':<56} {'course_lib':>11} {'peer':>11} {'ratio':>7}  peer")
     for r in rows:
         print(

@@ -49,6 +49,13 @@ SETTINGS: dict[str, dict] = {
         "at_eval_n": 200,
         "apgd_steps": 100,
         "apgd_targets": 3,
+        # chapter 2 (naive defenses): digits per evaluation, attack budgets, EOT draws
+        "naive_eval_n": 100,
+        "naive_eps": (0.05, 0.1, 0.2, 0.3),
+        "naive_eot": 8,  # EOT draws per step for random resize-and-pad
+        "naive_tv_eot": 2,  # EOT draws per step for TV (each draw is a full TV solve)
+        "naive_sanity_n": 50,
+        "naive_keys": 4,  # keyed classifiers in the diversified ensemble
     },
     "full": {
         "toy_n": 2000,
@@ -78,6 +85,13 @@ SETTINGS: dict[str, dict] = {
         "at_eval_n": 1000,
         "apgd_steps": 100,
         "apgd_targets": 9,
+        # chapter 2 (naive defenses)
+        "naive_eval_n": 1000,
+        "naive_eps": (0.05, 0.1, 0.2, 0.3),
+        "naive_eot": 30,  # Athalye et al.'s 30 draws per step
+        "naive_tv_eot": 10,
+        "naive_sanity_n": 500,
+        "naive_keys": 6,
     },
 }
 

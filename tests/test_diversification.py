@@ -1,0 +1,65 @@
+"""Randomized diversification (Taran et al. 2019): DCT, keys, keyed classifiers, ensemble."""
+
+import pytest
+import torch
+from scipy.fft import dctn
+
+from course_lib.defenses.diversification import (
+    DiversifiedEnsemble,
+    KeyedClassifier,
+    RandomMember,
+    dct2,
+    dct_matrix,
+    idct2,
+    keyed_transform,
+    make_key,
+    subband_mask,
+)
+from course_lib.models import small_cnn
+
+
+def test_dct_is_orthonormal_and_matches_scipy():
+    c = dct_matrix(28, torch.float64)
+    assert torch.allclose(c @ c.T, torch.eye(28, dtype=torch.float64), atol=1e-12)
+    x = torch.rand(3, 1, 28, 28, dtype=torch.float64)
+    ours = dct2(x)
+    theirs = torch.from_numpy(dctn(x.numpy(), type=2, norm="ortho", axes=(-2, -1)))
+    assert torch.allclose(ours, theirs, atol=1e-12)
+    assert torch.allclose(idct2(ours), x, atol=1e-12)  # round trip is the identity
+
+
+@pytest.mark.parametrize("subband", ["d", "h", "v"])
+def test_key_twice_is_identity_and_only_the_subband_changes(subband):
+    key = make_key(28, subband, torch.Generator().manual_seed(0))
+    inside = subband_mask(28, subband)
+    assert (key[~inside] == 1).all() and (key[inside] == -1).any() and (key[inside] == 1).any()
+    assert not subband_mask(28, subband)[:14, :14].any()  # the low-frequency quadrant is kept
+    x = torch.rand(4, 1, 28, 28, dtype=torch.float64)
+    once = keyed_transform(x, key.double())
+    assert torch.allclose(keyed_transform(once, key.double()), x, atol=1e-12)
+    changed = (dct2(once) - dct2(x)).abs().amax((0, 1)) > 1e-12  # (28, 28)
+    assert not changed[~inside].any() and changed[inside & (key == -1)].all()
+    assert torch.allclose(once.flatten(1).norm(dim=1), x.flatten(1).norm(dim=1))  # norm kept
+
+
+def test_ensemble_sums_softmax_and_random_member_is_one_member():
+    torch.manual_seed(0)
+    members = [
+        KeyedClassifier(small_cnn().eval(), make_key(28, s, torch.Generator().manual_seed(i)))
+        for i, s in enumerate("dhv")
+    ]
+    ensemble = DiversifiedEnsemble(members)
+    x = torch.rand(5, 1, 28, 28)
+    probs = torch.stack([m(x).softmax(1) for m in members]).mean(0)
+    assert torch.allclose(ensemble(x).exp(), probs, atol=1e-6)
+    out = RandomMember(ensemble, torch.Generator().manual_seed(0))(x)
+    assert any(torch.allclose(out, m(x)) for m in members)
+
+
+def test_bad_input_raises():
+    with pytest.raises(ValueError, match="subband"):
+        make_key(28, "ll")
+    with pytest.raises(ValueError, match="x"):
+        keyed_transform(torch.rand(2, 1, 28, 27), torch.ones(28, 28))
+    with pytest.raises(ValueError, match="members"):
+        DiversifiedEnsemble([])
