@@ -16,15 +16,24 @@ import torch.nn.functional as F
 
 from .threat import THREATS
 from .validate import (
+    check_batch,
     check_choice,
     check_count,
+    check_fits,
     check_labels,
     check_nonnegative,
     check_pixels,
     check_positive,
+    checked_by,
 )
 
 
+def _check_gradient_args(model, x, y):
+    check_batch(x, "x")
+    check_fits(model, x, y)
+
+
+@checked_by(_check_gradient_args)
 def input_gradient(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     r""":math:`\nabla_x \sum_i \ell(f(x_i), y_i)`: each sample's gradient of its own loss.
 
@@ -49,10 +58,11 @@ def fgsm(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -
     random_start=False)``.)
     """
     _check_attack_args(x, y, eps)
+    check_fits(model, x, y)
     if eps == 0:
         return x.clone()
     linf = THREATS["linf"]
-    grad = input_gradient(model, x, y)  # (B, ...)
+    grad = input_gradient.__wrapped__(model, x, y)  # (B, ...)
     return linf.project(x + linf.step(grad, eps), x, eps)
 
 
@@ -88,6 +98,7 @@ def pgd(
     (Engstrom et al., 2019).
     """
     _check_attack_args(x, y, eps, alpha, steps, norm, restarts)
+    check_fits(model, x, y)
     return _pgd_with_restarts(model, x, y, eps, alpha, steps, norm, random_start, restarts, False)
 
 
@@ -110,6 +121,7 @@ def pgd_targeted(
     the run that reaches the target, ties going to the lower target loss.
     """
     _check_attack_args(x, target, eps, alpha, steps, norm, restarts, y_name="target")
+    check_fits(model, x, target, y_name="target")
     return _pgd_with_restarts(
         model, x, target, eps, alpha, steps, norm, random_start, restarts, True
     )
@@ -121,24 +133,44 @@ def _pgd_with_restarts(model, x, labels, eps, alpha, steps, norm, random_start, 
         return x.clone()
     alpha = 2.5 * eps / max(steps, 1) if alpha is None else alpha
     direction = -1 if targeted else 1  # targeted attacks descend the target's loss
-    best = pgd_climb(model, x, labels, eps, alpha, steps, norm, random_start, direction)
+    climb, keep = pgd_climb.__wrapped__, keep_worst_case.__wrapped__  # arguments checked above
+    best = climb(model, x, labels, eps, alpha, steps, norm, random_start, direction)
     for _ in range(restarts - 1):
-        candidate = pgd_climb(model, x, labels, eps, alpha, steps, norm, random_start, direction)
-        best = keep_worst_case(model, best, candidate, labels, targeted)
+        candidate = climb(model, x, labels, eps, alpha, steps, norm, random_start, direction)
+        best = keep(model, best, candidate, labels, targeted)
     return best
 
 
+def _check_climb_args(model, x, y, eps, alpha, steps, norm="linf", random_start=True, direction=1):
+    _check_attack_args(x, y, eps, alpha, steps, norm)
+    check_choice(direction, "direction", (1, -1))
+    check_fits(model, x, y)
+
+
+@checked_by(_check_climb_args)
 def pgd_climb(model, x, y, eps, alpha, steps, norm="linf", random_start=True, direction=1):
     """One PGD run, the heart of :func:`pgd`: ``steps`` projected steps of size ``alpha``
-    (``direction=-1`` descends, for targeted attacks). No argument checks, no restarts."""
+    (``direction=-1`` descends, for targeted attacks). No restarts; ``pgd_climb.__wrapped__``
+    skips the argument checks."""
     threat = THREATS[norm]
     x_adv = threat.random_start(x, eps) if random_start else x.clone()
     for _ in range(steps):
-        grad = input_gradient(model, x_adv, y)  # (B, ...)
+        grad = input_gradient.__wrapped__(model, x_adv, y)  # (B, ...)
         x_adv = threat.project(x_adv + threat.step(grad, direction * alpha), x, eps)
     return x_adv.detach()
 
 
+def _check_worst_case_args(model, x_a, x_b, y, targeted=False):
+    check_pixels(x_a, "x_a")
+    check_pixels(x_b, "x_b")
+    if x_a.shape != x_b.shape:
+        raise ValueError(
+            f"x_b must have the shape of x_a, {tuple(x_a.shape)}, got {tuple(x_b.shape)}"
+        )
+    check_fits(model, x_a, y, name="x_a")
+
+
+@checked_by(_check_worst_case_args)
 @torch.no_grad()
 def keep_worst_case(model, x_a, x_b, y, targeted=False):
     """Per sample, keep the run that succeeds; among equals, the one with the better loss

@@ -19,11 +19,22 @@ from torch import nn
 from .attacks import fgsm, input_gradient, keep_worst_case, pgd, square_attack
 from .certify.smoothing import clopper_pearson_lower, clopper_pearson_upper
 from .train import accuracy, predict, robust_accuracy
-from .validate import check_choice, check_count, check_labels, check_pixels, check_probability
+from .validate import (
+    check_choice,
+    check_count,
+    check_fits,
+    check_labels,
+    check_pixels,
+    check_probability,
+)
 
 
 def expect(condition: bool, message: str) -> None:
     """Assert ``condition`` in a notebook check cell; print ``✓ message`` when it holds."""
+    if not isinstance(message, str) or (
+        isinstance(condition, torch.Tensor) and condition.numel() != 1
+    ):
+        raise ValueError("expect(condition, message): condition must be one bool, message a str")
     if not bool(condition):
         raise AssertionError(f"check failed: {message}")
     print(f"✓ {message}")
@@ -100,6 +111,7 @@ def robustness_sanity(
     check_choice(norm, "norm", ("linf", "l2"))
     check_count(steps, "steps", minimum=1)
     check_count(long_steps, "long_steps", minimum=1)
+    check_fits(model, x, y)
     eps_grid = sorted(float(e) for e in eps_grid)
     if not eps_grid or eps_grid[0] < 0:
         raise ValueError("eps_grid must be a non-empty list of numbers >= 0")

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .config import cache_dir
-from .validate import check_choice, check_count, check_nonnegative
+from .validate import check_batch, check_choice, check_count, check_nonnegative
 
 TOY_NAMES = ("moons", "circles", "spirals", "blobs")
 DATASET_NAMES = ("mnist", "fashion_mnist", "cifar10")
@@ -238,6 +238,11 @@ class TensorLoader:
         self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 128, shuffle=True, seed=0
     ):
         check_count(batch_size, "batch_size", minimum=1)
+        check_batch(x, "x")
+        if not isinstance(y, torch.Tensor) or y.ndim < 1:
+            raise ValueError(
+                f"y must be a tensor with one target per sample, got {type(y).__name__}"
+            )
         if x.shape[0] != y.shape[0] or x.shape[0] == 0:
             raise ValueError(
                 f"x and y must be non-empty with equal length, got {x.shape[0]}, {y.shape[0]}"

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .validate import check_radius, check_tensor
+
 _TINY = 1e-12  # guards divisions by a zero norm
 
 
@@ -39,18 +41,24 @@ def project_linf(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tens
     r"""Clip :math:`\delta = x_{adv} - x` to :math:`[-\varepsilon, \varepsilon]`, then
     :math:`x + \delta` to [0, 1]. Both are exact Euclidean projections (boxes), and their
     composition is the exact projection onto the intersection because both are coordinate-wise."""
+    check_tensor(x, "x")
+    check_tensor(x_adv, "x_adv", like=x)
+    check_radius(eps)
     delta = torch.clamp(x_adv - x, min=-eps, max=eps)
     return torch.clamp(x + delta, min=0, max=1)
 
 
 def step_linf(grad: torch.Tensor, alpha: float) -> torch.Tensor:
     r""":math:`\arg\max_{\|v\|_\infty \le \alpha} g^\top v = \alpha\,\mathrm{sign}(g)`."""
+    check_tensor(grad, "grad")
     return alpha * grad.sign()
 
 
 def random_start_linf(x: torch.Tensor, eps: float) -> torch.Tensor:
     r"""Uniform noise :math:`U(-\varepsilon, \varepsilon)^d` added to ``x``, clipped to [0, 1]
     (Madry et al., 2018)."""
+    check_tensor(x, "x")
+    check_radius(eps)
     return torch.clamp(x + torch.empty_like(x).uniform_(-eps, eps), min=0, max=1)
 
 
@@ -62,6 +70,9 @@ def project_l2(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor
     :math:`\delta \cdot \min(1, \varepsilon / \|\delta\|_2)` (the exact projection onto the ball),
     then clip :math:`x + \delta` to [0, 1]. The clip moves every coordinate towards :math:`x`, so
     the result stays in the ball (feasible, though not the exact projection onto ball ∩ box)."""
+    check_tensor(x, "x")
+    check_tensor(x_adv, "x_adv", like=x)
+    check_radius(eps)
     delta = x_adv - x
     factor = torch.clamp(eps / (_per_sample_l2(delta) + _TINY), max=1.0)  # (B, 1, ..., 1)
     return torch.clamp(x + delta * factor, min=0, max=1)
@@ -69,6 +80,7 @@ def project_l2(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor
 
 def step_l2(grad: torch.Tensor, alpha: float) -> torch.Tensor:
     r""":math:`\arg\max_{\|v\|_2 \le \alpha} g^\top v = \alpha\, g / \|g\|_2` (per sample)."""
+    check_tensor(grad, "grad")
     return alpha * grad / (_per_sample_l2(grad) + _TINY)
 
 
@@ -76,6 +88,8 @@ def random_start_l2(x: torch.Tensor, eps: float | torch.Tensor) -> torch.Tensor:
     r"""A point drawn uniformly from the :math:`\ell_2` ball: a Gaussian direction scaled to radius
     :math:`\varepsilon\, u^{1/d}` with :math:`u \sim U(0, 1)`, then clipped to [0, 1]. ``eps`` is
     one radius or one per sample, shaped ``(B, 1, ..., 1)``."""
+    check_tensor(x, "x")
+    check_radius(eps)
     direction = torch.randn_like(x)
     direction = direction / (_per_sample_l2(direction) + _TINY)
     d = x[0].numel()
@@ -103,5 +117,9 @@ THREATS: dict[str, Threat] = {
 
 def perturbation_norm(x_adv: torch.Tensor, x: torch.Tensor, norm: str) -> torch.Tensor:
     r"""The size :math:`\|x_{adv} - x\|_p` of each sample's perturbation, shape ``(B,)``."""
+    check_tensor(x, "x")
+    check_tensor(x_adv, "x_adv", like=x)
+    if norm not in THREATS:
+        raise ValueError(f"norm must be one of {sorted(THREATS)}, got {norm!r}")
     delta = (x_adv - x).flatten(1)
     return delta.abs().amax(dim=1) if norm == "linf" else delta.norm(p=2, dim=1)

@@ -14,7 +14,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attacks import pgd
-from .validate import check_count, check_labels, check_nonnegative, check_positive
+from .validate import (
+    check_batch,
+    check_channels,
+    check_count,
+    check_fits,
+    check_labels,
+    check_nonnegative,
+    check_positive,
+    checked_by,
+)
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -22,7 +31,11 @@ Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 def cross_entropy_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     r"""Empirical risk :math:`\frac1B \sum_i \ell(f(x_i), y_i)`, :math:`\ell` the cross-entropy."""
-    return F.cross_entropy(model(x), y)
+    check_batch(x, "x")  # no forward here: it runs on every training batch
+    check_channels(model, x)
+    logits = model(x)  # (B, K)
+    check_labels(x, y, num_classes=logits.shape[1])
+    return F.cross_entropy(logits, y)
 
 
 def pgd_at_loss(
@@ -64,6 +77,8 @@ def train_epoch(
     total, batches = 0.0, 0
     for x, y in loader:
         x, y = x.to(device), y.to(device)
+        if batches == 0:
+            check_fits(model, x, name="the loader's x")
         loss = loss_fn(model, x, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -99,17 +114,25 @@ def fit(
     return history
 
 
+def _check_predict_args(model, x, batch_size=1024):
+    check_batch(x, "x")
+    check_count(batch_size, "batch_size", minimum=1)
+    check_fits(model, x)
+
+
+@checked_by(_check_predict_args)
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     """Predicted classes ``(N,)``, evaluated in chunks of ``batch_size``."""
-    check_count(batch_size, "batch_size", minimum=1)
     return torch.cat([model(chunk).argmax(1) for chunk in x.split(batch_size)])
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
     """Fraction of ``x`` classified as ``y``."""
-    check_labels(x, y)
-    return (predict(model, x, batch_size) == y).float().mean().item()
+    check_batch(x, "x")
+    check_count(batch_size, "batch_size", minimum=1)
+    check_fits(model, x, y)
+    return (predict.__wrapped__(model, x, batch_size) == y).float().mean().item()
 
 
 def robust_accuracy(
@@ -120,10 +143,13 @@ def robust_accuracy(
     ``attack`` carries its threat model: pass e.g. ``lambda m, x, y: pgd(m, x, y, eps=0.1)`` so
     the number is never reported without its attack and epsilon.
     """
-    check_labels(x, y)
+    check_batch(x, "x")
     check_count(batch_size, "batch_size", minimum=1)
+    check_fits(model, x, y)
+    if not callable(attack):
+        raise ValueError(f"attack must be a callable attack(model, x, y), got {attack!r}")
     correct = 0
     for xb, yb in zip(x.split(batch_size), y.split(batch_size), strict=True):
         x_adv = attack(model, xb, yb)
-        correct += (predict(model, x_adv) == yb).sum().item()
+        correct += (predict.__wrapped__(model, x_adv) == yb).sum().item()
     return correct / x.shape[0]

@@ -27,7 +27,14 @@ from scipy.stats import beta as beta_dist
 from scipy.stats import binom, norm
 from torch import nn
 
-from ..validate import check_count, check_pixels, check_positive, check_probability
+from ..validate import (
+    check_count,
+    check_fits,
+    check_pixels,
+    check_positive,
+    check_probability,
+    expected_channels,
+)
 
 ABSTAIN = -1
 
@@ -125,6 +132,12 @@ class Smooth:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Steps 3 and 4 of CERTIFY from the selected classes ``c_A (B,)`` and their votes
         ``n_A (B,)`` among ``n`` estimation samples: ``(classes, radii)``."""
+        if not isinstance(c_A, torch.Tensor) or c_A.ndim != 1 or c_A.dtype != torch.int64:
+            raise ValueError("c_A must be a 1-D int64 tensor of selected classes (B,)")
+        if not isinstance(n_A, torch.Tensor) or n_A.shape != c_A.shape:
+            raise ValueError(f"n_A must be a tensor of the shape of c_A {tuple(c_A.shape)}")
+        if ((c_A < 0) | (c_A >= self.num_classes)).any():
+            raise ValueError(f"c_A must hold classes in [0, {self.num_classes - 1}]")
         p_A_lower = clopper_pearson_lower(n_A, n, alpha)  # (B,) float64
         certified = p_A_lower >= 0.5
         radius = torch.where(certified, self.radius(p_A_lower.clamp(min=0.5)), 0.0)
@@ -147,11 +160,16 @@ class Smooth:
         check_count(n, "n", minimum=1)
         check_probability(alpha, "alpha")
         check_count(batch_size, "batch_size", minimum=1)
+        check_fits(self.base_model, x)
 
-    @staticmethod
-    def _check_single(x) -> None:
-        if not isinstance(x, torch.Tensor) or x.ndim < 1:
-            raise ValueError("x must be one input without batch dimension, e.g. (C, H, W)")
+    def _check_single(self, x) -> None:
+        batch = isinstance(x, torch.Tensor) and x.ndim == 4 and expected_channels(self.base_model)
+        if not isinstance(x, torch.Tensor) or x.ndim < 1 or batch:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(
+                f"x must be one input without batch dimension, e.g. (C, H, W), got {got}; "
+                "for a batch use predict_batch / certify_batch"
+            )
 
 
 # ----- statistics ------------------------------------------------------------------------------
@@ -161,7 +179,7 @@ def clopper_pearson_lower(n_A, n: int, alpha: float) -> torch.Tensor:
     r"""One-sided :math:`(1-\alpha)` Clopper–Pearson lower bound of a binomial proportion:
     :math:`\underline{p} = \mathrm{Beta}^{-1}(\alpha;\, n_A,\, n - n_A + 1)`, and 0 when
     :math:`n_A = 0`. Equals ``proportion_confint(n_A, n, alpha=2*alpha, method="beta")[0]``."""
-    n_A = np.asarray(torch.as_tensor(n_A).cpu(), dtype=np.float64)
+    n_A = _check_votes(n_A, n, alpha, "n_A")
     p = beta_dist.ppf(alpha, np.maximum(n_A, 1), n - n_A + 1)
     return torch.as_tensor(np.where(n_A > 0, p, 0.0))
 
@@ -169,7 +187,7 @@ def clopper_pearson_lower(n_A, n: int, alpha: float) -> torch.Tensor:
 def clopper_pearson_upper(n_B, n: int, alpha: float) -> torch.Tensor:
     r"""One-sided :math:`(1-\alpha)` upper bound :math:`\mathrm{Beta}^{-1}(1-\alpha;\, n_B + 1,\,
     n - n_B)`, and 1 when :math:`n_B = n`."""
-    n_B = np.asarray(torch.as_tensor(n_B).cpu(), dtype=np.float64)
+    n_B = _check_votes(n_B, n, alpha, "n_B")
     p = beta_dist.ppf(1 - alpha, n_B + 1, np.maximum(n - n_B, 1))
     return torch.as_tensor(np.where(n_B < n, p, 1.0))
 
@@ -178,6 +196,8 @@ def binomial_test_half(k, m) -> np.ndarray:
     """Two-sided p-value of ``k`` successes in ``m`` trials against ``p = 1/2`` (vectorised
     ``scipy.stats.binomtest(k, m, 0.5).pvalue`` for ``k >= m/2``): ``min(1, 2 P(X >= k))``."""
     k, m = np.asarray(k), np.asarray(m)
+    if not (np.isfinite(k).all() and np.isfinite(m).all() and (0 <= k).all() and (k <= m).all()):
+        raise ValueError("k and m must be finite counts with 0 <= k <= m")
     return np.minimum(1.0, 2 * binom.sf(k - 1, m, 0.5))
 
 
@@ -210,3 +230,13 @@ def radius_cap(sigma: float, n: int, alpha: float) -> float:
     check_count(n, "n", minimum=1)
     check_probability(alpha, "alpha")
     return float(sigma * norm.ppf(alpha ** (1 / n)))
+
+
+def _check_votes(votes, n: int, alpha: float, name: str) -> np.ndarray:
+    """``votes`` (tensor, array or number) must be counts in [0, n]; returns them as float64."""
+    check_count(n, "n", minimum=1)
+    check_probability(alpha, "alpha")
+    v = np.asarray(torch.as_tensor(votes).cpu(), dtype=np.float64)
+    if v.size == 0 or not np.isfinite(v).all() or (v < 0).any() or (v > n).any():
+        raise ValueError(f"{name} must hold vote counts in [0, n={n}], non-empty")
+    return v

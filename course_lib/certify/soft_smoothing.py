@@ -17,7 +17,14 @@ from torch import nn
 
 from ..lipschitz.attacks import pgd_l2_per_sample
 from ..train import LossFn
-from ..validate import check_count, check_nonnegative, check_positive
+from ..validate import (
+    check_batch,
+    check_channels,
+    check_count,
+    check_labels,
+    check_nonnegative,
+    check_positive,
+)
 
 _normal = torch.distributions.Normal(0.0, 1.0)
 
@@ -25,6 +32,10 @@ _normal = torch.distributions.Normal(0.0, 1.0)
 def noisy_logits(model: nn.Module, x: torch.Tensor, sigma: float, k: int) -> torch.Tensor:
     r"""Logits of ``k`` Gaussian copies of each input, ``(B, k, K)``, in one forward pass:
     :math:`f(x_i + \varepsilon_{ij})`, :math:`\varepsilon_{ij} \sim \mathcal N(0, \sigma^2 I)`."""
+    check_batch(x, "x")
+    check_channels(model, x)
+    check_nonnegative(sigma, "sigma")
+    check_count(k, "k", minimum=1)
     x_rep = x.repeat_interleave(k, dim=0)  # (B*k, ...): copies of one input are adjacent
     logits = model(x_rep + sigma * torch.randn_like(x_rep))  # (B*k, K)
     return logits.view(x.shape[0], k, -1)
@@ -82,6 +93,7 @@ def vote_under_attack(
     :func:`smooth_adv` at ``scale`` times each certified radius, then estimate g's vote for the
     certified class there from ``n_check`` fresh samples, ``(B,)``. Inside the radius
     (``scale < 1``) it may not fall below 1/2 by more than the Monte-Carlo error."""
+    check_labels(x, classes, "classes", num_classes=smooth.num_classes)
     x_adv = smooth_adv(smooth.base_model, x, classes, smooth.sigma, scale * radii, k=k)
     votes = smooth.counts(x_adv, n_check, batch_size)  # (B, K)
     return votes.gather(1, classes[:, None])[:, 0].float() / n_check
@@ -93,7 +105,11 @@ def gaussian_augmentation_loss(sigma: float) -> LossFn:
     check_positive(sigma, "sigma")
 
     def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(model(x + sigma * torch.randn_like(x)), y)
+        check_batch(x, "x")
+        check_channels(model, x)
+        logits = model(x + sigma * torch.randn_like(x))  # (B, K)
+        check_labels(x, y, num_classes=logits.shape[1])
+        return F.cross_entropy(logits, y)
 
     return loss_fn
 
@@ -104,7 +120,11 @@ def noise_augmentation_loss(smooth) -> LossFn:
     uniform or Laplace noise; Yang et al. 2020)."""
 
     def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(model(x + smooth.sample_noise(x.shape, x.device)), y)
+        check_batch(x, "x")
+        check_channels(model, x)
+        logits = model(x + smooth.sample_noise(x.shape, x.device))  # (B, K)
+        check_labels(x, y, num_classes=logits.shape[1])
+        return F.cross_entropy(logits, y)
 
     return loss_fn
 
@@ -125,6 +145,10 @@ def macer_terms(
     Returns ``(L_cls, L_rob, mask)``. Saturated probabilities (:math:`\xi = \infty`) are left out
     of :math:`\mathcal I`; ξ is recomputed on the kept points only, so no NaN reaches the gradient.
     """
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 3 or logits.shape[2] < 2:
+        got = getattr(logits, "shape", type(logits).__name__)
+        raise ValueError(f"logits must be noisy logits of shape (B, k, K), K >= 2, got {got}")
+    check_labels(logits, y, num_classes=logits.shape[2])
     p_bar = logits.softmax(2).mean(1)  # (B, K)
     loss_cls = F.nll_loss(torch.log(p_bar + 1e-10), y, reduction="sum")
 

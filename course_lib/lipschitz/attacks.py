@@ -17,7 +17,7 @@ from torch import nn
 from ..attacks import input_gradient, keep_worst_case
 from ..threat import perturbation_norm, project_l2, random_start_l2, step_l2
 from ..train import predict
-from ..validate import check_count, check_labels, check_pixels, check_positive
+from ..validate import check_count, check_fits, check_labels, check_pixels, check_positive
 
 
 def pgd_l2_per_sample(
@@ -41,14 +41,16 @@ def pgd_l2_per_sample(
     _check_radii(eps, x.shape[0], "eps")
     check_count(steps, "steps", minimum=1)
     check_count(restarts, "restarts", minimum=1)
+    check_fits(model, x, y)
     r = eps.to(x.dtype).view(-1, *[1] * (x.ndim - 1))  # (B, 1, ..., 1)
     alpha = 2.5 * r / steps
     best = x.clone()
     for _ in range(restarts):
         x_adv = random_start_l2(x, r)  # uniform in each sample's ball
         for _ in range(steps):
-            x_adv = project_l2(x_adv + step_l2(input_gradient(model, x_adv, y), alpha), x, r)
-        best = keep_worst_case(model, best, x_adv.detach(), y)
+            grad = input_gradient.__wrapped__(model, x_adv, y)  # (B, ...), checked above
+            x_adv = project_l2(x_adv + step_l2(grad, alpha), x, r)
+        best = keep_worst_case.__wrapped__(model, best, x_adv.detach(), y)
     return best
 
 
@@ -116,6 +118,7 @@ def smallest_adversarial_l2(
     check_labels(x, y)
     check_positive(eps_max, "eps_max")
     check_count(search_steps, "search_steps", minimum=0)
+    check_fits(model, x, y)
     wrong = predict(model, x) != y  # (B,) already adversarial at radius 0
     found = torch.where(wrong, 0.0, torch.inf).to(x.device)  # (B,)
     lo = torch.zeros(x.shape[0], device=x.device)

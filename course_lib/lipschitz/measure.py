@@ -27,7 +27,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ..validate import check_batch, check_count, check_pixels, check_positive
+from ..validate import check_batch, check_count, check_fits, check_pixels, check_positive
 
 
 def jacobian_spectral_norm(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -46,6 +46,7 @@ def jacobian_spectral_norm(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     independently (eval mode). At a ReLU kink one of the adjacent pieces is measured.
     """
     check_batch(x, "x")
+    check_fits(model, x)
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
         out = model(x).flatten(1)  # (B, K)
@@ -75,6 +76,7 @@ def jacobian_spectral_norm_power(
     """
     check_batch(x, "x")
     check_count(iters, "iters", minimum=1)
+    check_fits(model, x)
     gen = torch.Generator(device=x.device).manual_seed(seed)
     v = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)  # (B, ...)
     with torch.enable_grad():
@@ -119,6 +121,7 @@ def lipschitz_lower_bound(
     check_pixels(x, "x")
     check_count(steps, "steps", minimum=0)
     check_positive(alpha, "alpha")
+    check_fits(model, x)
     gen = torch.Generator(device=x.device).manual_seed(seed)
     a = x.detach().clone()
     b = (a + alpha * torch.randn(a.shape, generator=gen, device=a.device)).clamp(0, 1)

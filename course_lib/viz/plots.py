@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Circle, Rectangle
 
 from ..checks import accuracy_interval
+from ..validate import check_batch, check_fits
 
 CLASS_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
 
@@ -28,9 +29,10 @@ def boundary_grid(model: torch.nn.Module, resolution: int = 200, lim=(0.0, 1.0))
     ``(R, R)`` and the probability of class 1 (for more than two classes: of the predicted class).
     Compute it once and pass it to :func:`decision_boundary`, so that a widget only redraws.
     """
+    device = next(model.parameters()).device
+    check_fits(model, torch.zeros(1, 2, device=device), name="a 2-D point")
     xs = np.linspace(*lim, resolution, dtype=np.float32)
     gx, gy = np.meshgrid(xs, xs)
-    device = next(model.parameters()).device
     points = torch.from_numpy(np.stack([gx.ravel(), gy.ravel()], 1)).to(device)  # (R*R, 2)
     probs = torch.softmax(model(points), dim=1).cpu()  # (R*R, K)
     pred = probs.argmax(1)
@@ -59,6 +61,7 @@ def decision_boundary(
 
     Cheap enough for a live widget: one image, one contour, one collection per layer.
     """
+    _check_points(x, y)
     if ax is None:
         ax = plt.subplots(figsize=(4.5, 4.5))[1]
     extent = (grid["xs"][0], grid["xs"][-1], grid["ys"][0], grid["ys"][-1])
@@ -102,6 +105,15 @@ def decision_boundary(
     ax.grid(False)
     draw_attack(ax, x, eps, norm, x_adv, colors)
     return ax
+
+
+def _check_points(x, y) -> None:
+    """2-D points ``x (N, 2)`` and one integer class each in ``y (N,)``."""
+    if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != 2 or x.shape[0] == 0:
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"x must be a non-empty tensor of 2-D points (N, 2), got {got}")
+    if not isinstance(y, torch.Tensor) or y.shape != x.shape[:1] or y.is_floating_point():
+        raise ValueError(f"y must be an integer tensor of shape ({x.shape[0]},), one class each")
 
 
 def draw_attack(ax, x, eps=None, norm="linf", x_adv=None, colors="k") -> list:
@@ -152,6 +164,12 @@ def image_grid(
     With ``row_titles``, each row is labelled on its left (e.g. "clean", "adversarial"). The grid is
     one mosaic image in one axes: ten times faster to draw than one axes per image.
     """
+    check_batch(images, "images")  # imshow clips; a delta mapped to [0, 1] may round past 1
+    if images.ndim != 4 or len(labels) != images.shape[0]:
+        raise ValueError(
+            f"images must be (N, C, H, W) with one label each, got {tuple(images.shape)} and "
+            f"{len(labels)} labels"
+        )
     images = images.detach().cpu()
     n, c, h, w = images.shape
     nrows = -(-n // ncols)
