@@ -22,13 +22,11 @@ def main() -> None:
         f"python {platform.python_version()}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
     )
-    rows = (
-        bench_pgd.run() + bench_smoothing.run() + bench_lipschitz.run() + bench_regularization.run()
-    )
     rows = bench_pgd.run() + bench_smoothing.run() + bench_lipschitz.run()
-    rows += bench_lipschitz_nets.run()
+    rows += bench_tv.run()  # chapter 2
     rows += bench_at.run()  # chapter 3
-    rows = bench_pgd.run() + bench_smoothing.run() + bench_lipschitz.run() + bench_tv.run()
+    rows += bench_regularization.run()  # chapter 4
+    rows += bench_lipschitz_nets.run()  # chapter 5 part 2
     print(f"{'benchmark':<56} {'course_lib':>11} {'peer':>11} {'ratio':>7}  peer")
     for r in rows:
         print(
