@@ -1,10 +1,7 @@
 """Recipes of chapter 3 (adversarial training).
 
 The toy and single-step recipes train through ``course_lib.defenses.adversarial_training``,
-``.fat`` and ``.cat``. Those modules belong in this module's ``TRAINING_MODULES`` (the cache key);
-they are left out on the chapter-3 branch only because adding them changes the key of
-``mnist_pgd_at``, which chapter 4's branch loads in parallel. Add at merge:
-``TRAINING_MODULES = (adversarial_training, fat, cat)`` from ``..defenses``.
+``.fat`` and ``.cat``: those modules are this module's ``TRAINING_MODULES`` (in the cache key).
 """
 
 from __future__ import annotations
@@ -14,9 +11,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data import TensorLoader, load_mnist, load_toy2d
+from ..defenses import adversarial_training, cat, fat
 from ..models import mlp, small_cnn
 from ..train import cross_entropy_loss, pgd_at_loss, train_epoch
 from .trainers import Recipe
+
+TRAINING_MODULES = (adversarial_training, cat, fat)
 
 
 def _train_mnist_pgd_at(model: nn.Module, s: dict) -> None:
