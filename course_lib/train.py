@@ -69,7 +69,9 @@ def train_epoch(
     """One pass over ``loader``: for each batch, ``loss_fn`` then one optimizer step.
 
     Batches are moved to the model's device; the model trains in ``train()`` mode and gets its
-    previous mode back afterwards. Returns the mean loss over the batches.
+    previous mode back afterwards. Returns the mean loss over the batches. The batches are not
+    probed against the model: a loss may transform them first (resize-and-pad, noise, ...), so
+    each loss checks its own input.
     """
     was_training = model.training
     model.train()
@@ -77,8 +79,6 @@ def train_epoch(
     total, batches = 0.0, 0
     for x, y in loader:
         x, y = x.to(device), y.to(device)
-        if batches == 0:
-            check_fits(model, x, name="the loader's x")
         loss = loss_fn(model, x, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
