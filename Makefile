@@ -66,7 +66,7 @@ unit: venv
 NB_WORKERS ?= 2
 notebooks: venv
 	rm -rf _build/executed
-	$(PY) -m pytest -n $(NB_WORKERS) --dist loadfile --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider chapters
+	$(PY) -m pytest -n $(NB_WORKERS) --dist loadfile --nbval-lax --nbval-current-env --nbval-cell-timeout=1500 -p no:cacheprovider chapters
 
 book: notebooks
 	$(MAKE) book-html
