@@ -80,6 +80,7 @@ def robustness_sanity(
     source_model: nn.Module | None = None,
     long_steps: int = 100,
     eps_check: float | None = None,
+    queries: int = 300,
 ) -> list[Guardrail]:
     """Run the guardrails on ``(x, y)`` and print a pass/fail table; returns the results.
 
@@ -95,8 +96,8 @@ def robustness_sanity(
     5. *restarts lower accuracy little*: PGD, then the same run plus two random restarts
        (:func:`restart_gain`); a drop larger than the slack means one run had not converged;
     6. *more steps lower accuracy little*: PGD with ``steps`` against ``long_steps`` steps;
-    7. *gradient-free search no stronger*: :func:`~course_lib.attacks.square_attack` (never looks
-       at a gradient) may not beat PGD;
+    7. *gradient-free search no stronger*: :func:`~course_lib.attacks.square_attack` with
+       ``queries`` queries (never looks at a gradient) may not beat PGD;
     8. *transfer attack no stronger* (only with ``source_model``, e.g. the undefended model):
        PGD computed on ``source_model`` and evaluated on ``model`` may not beat PGD on ``model``.
 
@@ -111,6 +112,7 @@ def robustness_sanity(
     check_choice(norm, "norm", ("linf", "l2"))
     check_count(steps, "steps", minimum=1)
     check_count(long_steps, "long_steps", minimum=1)
+    check_count(queries, "queries", minimum=1)
     check_fits(model, x, y)
     eps_grid = sorted(float(e) for e in eps_grid)
     if not eps_grid or eps_grid[0] < 0:
@@ -187,7 +189,7 @@ def robustness_sanity(
             f"at {at}: PGD-{steps} {base:.3f}, PGD-{max(long_steps, steps)} {long:.3f}",
         )
     )
-    free = acc_under(lambda m, a, b: square_attack(m, a, b, eps_check, norm=norm))
+    free = acc_under(lambda m, a, b: square_attack(m, a, b, eps_check, queries=queries, norm=norm))
     results.append(
         Guardrail(
             "gradient-free search no stronger",
