@@ -15,20 +15,18 @@ scaling the logits (so a network cannot hide behind a saturated softmax):
 
 with :math:`\pi` the logits sorted in decreasing order and :math:`t` a target class.
 
-:func:`robust_accuracy_worst_case` runs attacks one after the other on the samples still
-classified correctly, as AutoAttack does, so each sample keeps its worst case.
+The per-sample worst case over APGD-CE and APGD-T (AutoAttack's gradient attacks) is in
+:mod:`course_lib.worst_case`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .train import predict
 from .validate import check_choice, check_count, check_labels, check_nonnegative, check_pixels
 
 APGD_LOSSES = ("ce", "dlr")
@@ -207,58 +205,6 @@ def _with_restarts(model, x, y, eps, norm, runs, steps, make_loss):
         x_adv[idx] = torch.where(_col(~run.robust, x), run.x_best_adv, run.x_best)
         robust[idx] = run.robust
     return x_adv.detach()
-
-
-class WorstCase(NamedTuple):
-    """Per-sample worst case over attacks: the accuracy, which samples survived every attack,
-    and the accuracy after each attack in order (cumulative)."""
-
-    accuracy: float
-    robust: torch.Tensor
-    after: dict[str, float]
-
-
-def robust_accuracy_worst_case(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    eps: float,
-    attacks: Mapping[str, Callable[..., torch.Tensor]],
-    batch_size: int = 500,
-) -> WorstCase:
-    r"""Robust accuracy under the per-sample worst case of ``attacks`` (name ->
-    ``attack(model, x, y, eps) -> x_adv``), run in order on the samples that every earlier attack
-    left correctly classified (as AutoAttack does). A sample counts as robust only if it is
-    classified correctly and no attack fooled it: the result is an upper bound on the robust
-    accuracy at ``eps``, never above the best single attack's."""
-    check_pixels(x)
-    check_labels(x, y)
-    check_nonnegative(eps, "eps")
-    check_count(batch_size, "batch_size", minimum=1)
-    if not attacks:
-        raise ValueError("attacks must name at least one attack, got an empty mapping")
-    robust = predict(model, x) == y  # (N,)
-    after = {}
-    for name, attack in attacks.items():
-        idx = robust.nonzero().squeeze(1)
-        for chunk in idx.split(batch_size) if idx.numel() else ():
-            x_adv = attack(model, x[chunk], y[chunk], eps)
-            robust[chunk] = predict(model, x_adv) == y[chunk]
-        after[name] = robust.float().mean().item()
-    return WorstCase(robust.float().mean().item(), robust, after)
-
-
-def standard_attacks(
-    steps: int = 100, norm: str = "linf", n_target_classes: int = 9
-) -> dict[str, Callable[..., torch.Tensor]]:
-    """AutoAttack's two gradient attacks, APGD-CE then APGD-T (targeted DLR), with ``steps``
-    iterations each: the pair every robust accuracy of chapters 3 and 4 is reported with."""
-    return {
-        f"APGD-CE-{steps}": lambda m, x, y, e: apgd(m, x, y, e, steps=steps, norm=norm),
-        f"APGD-T-{steps}x{n_target_classes}": lambda m, x, y, e: apgd_targeted(
-            m, x, y, e, steps=steps, norm=norm, n_target_classes=n_target_classes
-        ),
-    }
 
 
 # ----- the pieces of the loop ----------------------------------------------------------------

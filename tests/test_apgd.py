@@ -12,12 +12,11 @@ from course_lib.apgd import (
     checkpoints,
     dlr_loss,
     dlr_loss_targeted,
-    robust_accuracy_worst_case,
-    standard_attacks,
 )
 from course_lib.attacks import pgd
 from course_lib.threat import perturbation_norm
 from course_lib.train import predict
+from course_lib.worst_case import robust_accuracy_worst_case, standard_attacks
 
 ATTACKS = {
     "apgd_ce_linf": lambda m, x, y, e: apgd(m, x, y, e, steps=10),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 
+from .plotly_twin import slider_figure
 from .plots import (
     BoundaryView,
     accuracy_vs_eps,
@@ -11,7 +12,6 @@ from .plots import (
     decision_boundary,
     draw_attack,
     image_grid,
-    slider_figure,
 )
 from .widgets import LiveDemo, slider
 

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from .plots import slider_figure
+from .plotly_twin import slider_figure
 
 
 def landscape_contours(
