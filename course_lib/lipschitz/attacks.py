@@ -36,11 +36,7 @@ def pgd_l2_per_sample(
     (:func:`course_lib.threat.project_l2`, which accepts per-sample radii); restarts keep each
     sample's worst case (:func:`course_lib.attacks.keep_worst_case`).
     """
-    check_pixels(x, "x")
-    check_labels(x, y)
-    _check_radii(eps, x.shape[0], "eps")
-    check_count(steps, "steps", minimum=1)
-    check_count(restarts, "restarts", minimum=1)
+    _check_l2_attack(x, y, eps, steps, restarts)
     check_fits(model, x, y)
     r = eps.to(x.dtype).view(-1, *[1] * (x.ndim - 1))  # (B, 1, ..., 1)
     alpha = 2.5 * r / steps
@@ -67,11 +63,7 @@ def pgd_l2_margin(
     2017): the quantity a Lipschitz certificate bounds, with a gradient that does not vanish when
     the softmax saturates or when a 1-Lipschitz net's logits are all close. Restarts keep, per
     sample, the point with the largest margin (a flip if one was found)."""
-    check_pixels(x, "x")
-    check_labels(x, y)
-    _check_radii(eps, x.shape[0], "eps")
-    check_count(steps, "steps", minimum=1)
-    check_count(restarts, "restarts", minimum=1)
+    _check_l2_attack(x, y, eps, steps, restarts)
     r = eps.to(x.dtype).view(-1, *[1] * (x.ndim - 1))  # (B, 1, ..., 1)
     alpha = 2.5 * r / steps
     best, best_margin = x.clone(), _margin(model, x, y)
@@ -132,6 +124,14 @@ def smallest_adversarial_l2(
         hi = torch.where(fooled, torch.minimum(eps, norms), hi)
         lo = torch.where(fooled, lo, eps)
     return found
+
+
+def _check_l2_attack(x, y, eps, steps, restarts) -> None:
+    check_pixels(x, "x")
+    check_labels(x, y)
+    _check_radii(eps, x.shape[0], "eps")
+    check_count(steps, "steps", minimum=1)
+    check_count(restarts, "restarts", minimum=1)
 
 
 def _check_radii(eps: torch.Tensor, batch: int, name: str) -> None:

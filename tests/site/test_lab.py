@@ -53,7 +53,7 @@ def lab_url(tmp_path_factory):
         server.wait(timeout=30)
 
 
-def test_primer_runs_in_jupyterlab_and_its_widget_answers(browser, lab_url):
+def test_primer_runs_in_jupyterlab_and_its_widget_answers(browser, lab_url, nudge_slider):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(lab_url)
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
@@ -64,17 +64,6 @@ def test_primer_runs_in_jupyterlab_and_its_widget_answers(browser, lab_url):
 
     assert page.locator("[data-mime-type='application/vnd.jupyter.error']").count() == 0
     assert page.locator(".js-plotly-plot").count() >= 2  # plotly's MIME renderer in JupyterLab
-    picture = page.locator(".widget-output img").first
-    handle = page.locator(".widget-slider .noUi-handle").first
-    handle.scroll_into_view_if_needed()
     for _ in range(3):
-        before = picture.get_attribute("src")
-        handle.focus()
-        page.keyboard.press("ArrowRight")
-        page.wait_for_function(
-            "([prev]) => { const img = document.querySelector('.widget-output img');"
-            " return img !== null && img.getAttribute('src') !== prev; }",
-            arg=[before],
-            timeout=10_000,
-        )
+        nudge_slider(page, timeout=10_000)
     page.close()

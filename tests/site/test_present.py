@@ -59,24 +59,13 @@ def test_the_server_wants_the_token(presented):
             assert "lipschitz" not in response.read().decode().lower()
 
 
-def test_presented_notebook_hides_code_and_its_widget_answers(browser, presented):
+def test_presented_notebook_hides_code_and_its_widget_answers(browser, presented, nudge_slider):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(f"{presented}/?token={TOKEN}", wait_until="commit")  # Voila streams the cells
     page.wait_for_selector(".widget-output img", timeout=300_000)  # the kernel ran the notebook
     assert page.locator(".jp-InputArea-editor, .jp-CodeMirrorEditor").count() == 0  # no code
     assert page.locator("text=from course_lib import").count() == 0
-    picture = page.locator(".widget-output img").first
-    handle = page.locator(".widget-slider .noUi-handle").first
-    handle.scroll_into_view_if_needed()
-    before = picture.get_attribute("src")
-    handle.focus()
-    page.keyboard.press("ArrowRight")
-    page.wait_for_function(
-        "([prev]) => { const img = document.querySelector('.widget-output img');"
-        " return img !== null && img.getAttribute('src') !== prev; }",
-        arg=[before],
-        timeout=20_000,
-    )
+    nudge_slider(page, timeout=20_000)
     page.close()
 
 
