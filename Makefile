@@ -63,10 +63,13 @@ unit: venv
 # _build/executed/, and the site is built from those copies without executing again. Two
 # notebooks run side by side (pytest-xdist, one notebook per worker; zoo.load's lock trains a
 # shared model once).
+# Each kernel gets its share of the cores (torch would otherwise start one thread per core in
+# every kernel, and two kernels on two cores slow each other down).
 NB_WORKERS ?= 2
+NB_THREADS ?= $(shell n=$$(( $$(nproc) / $(NB_WORKERS) )); echo $$(( n > 0 ? n : 1 )))
 notebooks: venv
 	rm -rf _build/executed
-	$(PY) -m pytest -n $(NB_WORKERS) --dist loadfile --nbval-lax --nbval-current-env --nbval-cell-timeout=1500 -p no:cacheprovider chapters
+	OMP_NUM_THREADS=$(NB_THREADS) MKL_NUM_THREADS=$(NB_THREADS) $(PY) -m pytest -n $(NB_WORKERS) --dist loadfile --nbval-lax --nbval-current-env --nbval-cell-timeout=1500 -p no:cacheprovider chapters
 
 book: notebooks
 	$(MAKE) book-html
