@@ -43,12 +43,16 @@ def test_key_twice_is_identity_and_only_the_subband_changes(subband):
     assert torch.allclose(once.flatten(1).norm(dim=1), x.flatten(1).norm(dim=1))  # norm kept
 
 
-def test_ensemble_sums_softmax_and_random_member_is_one_member():
+def _members() -> list[KeyedClassifier]:
     torch.manual_seed(0)
-    members = [
+    return [
         KeyedClassifier(small_cnn().eval(), make_key(28, s, torch.Generator().manual_seed(i)))
         for i, s in enumerate("dhv")
     ]
+
+
+def test_ensemble_sums_softmax_and_random_member_is_one_member():
+    members = _members()
     ensemble = DiversifiedEnsemble(members)
     x = torch.rand(5, 1, 28, 28)
     probs = torch.stack([m(x).softmax(1) for m in members]).mean(0)
@@ -56,11 +60,7 @@ def test_ensemble_sums_softmax_and_random_member_is_one_member():
 
 
 def test_random_member_draws_one_member_per_query():
-    torch.manual_seed(0)
-    members = [
-        KeyedClassifier(small_cnn().eval(), make_key(28, s, torch.Generator().manual_seed(i)))
-        for i, s in enumerate("dhv")
-    ]
+    members = _members()
     ensemble = DiversifiedEnsemble(members)
     n = 600
     x = torch.rand(1, 1, 28, 28).repeat(n, 1, 1, 1)  # the same query n times
@@ -69,6 +69,10 @@ def test_random_member_draws_one_member_per_query():
         each = torch.stack([m(x[:1])[0] for m in members])  # (3, 10)
     dist = (out[:, None, :] - each[None]).abs().amax(-1)  # (n, 3)
     assert (dist.amin(1) < 1e-5).all()  # every row is one member's answer
+    j = torch.randint(3, (n,), generator=torch.Generator().manual_seed(0))  # the same draws
+    with torch.no_grad():
+        stacked = torch.stack([m(x) for m in members])[j, torch.arange(n)]  # (n, 10)
+    assert torch.allclose(out, stacked, atol=1e-6)
     counts = torch.bincount(dist.argmin(1), minlength=3).float()
     # independent uniform draws per query: each count is Binomial(n, 1/3), within 5 std
     assert ((counts - n / 3).abs() <= 5 * (n * 2 / 9) ** 0.5).all()

@@ -125,18 +125,22 @@ class DiversifiedEnsemble(nn.Module):
 class RandomMember(nn.Module):
     r"""The lecture's "suite of classifiers, so the attacker cannot know the one that is used":
     every query (every image of the batch) is answered by its own member of ``ensemble``, drawn
-    uniformly and independently, :math:`j_b \sim U\{1, \dots, K\}`. Vectorised: all :math:`K`
-    members run on the batch and each row picks its member's logits, so a batch of :math:`B`
+    uniformly and independently, :math:`j_b \sim U\{1, \dots, K\}`, so a batch of :math:`B`
     images is :math:`B` independent queries (and :func:`course_lib.adaptive.eot` may batch its
-    draws)."""
+    draws). Vectorised over the batch: each member runs once, on the rows that drew it (the same
+    logits as stacking all members, ``(K, B, C)``, and picking row ``b`` of member ``j_b``, at
+    :math:`1/K` of the cost)."""
 
     def __init__(self, ensemble: DiversifiedEnsemble, generator: torch.Generator | None = None):
         super().__init__()
         self.ensemble, self.generator = ensemble, generator
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = torch.stack([m(x) for m in self.ensemble.members])  # (K, B, C)
-        K, B = logits.shape[:2]
+        members = self.ensemble.members
         dev = x.device if self.generator is None else self.generator.device
-        j = torch.randint(K, (B,), generator=self.generator, device=dev).to(x.device)  # (B,)
-        return logits[j, torch.arange(B, device=x.device)]  # (B, C)
+        j = torch.randint(len(members), (x.shape[0],), generator=self.generator, device=dev)
+        j = j.to(x.device)  # (B,) the member answering each query
+        rows = [torch.nonzero(j == k).squeeze(1) for k in range(len(members))]
+        logits = torch.cat([m(x[r]) for m, r in zip(members, rows, strict=True)])  # (B, C) grouped
+        order = torch.cat(rows).argsort()  # back to the order of the batch
+        return logits[order]  # (B, C)
