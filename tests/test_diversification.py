@@ -73,6 +73,8 @@ def test_random_member_draws_one_member_per_query():
     with torch.no_grad():
         stacked = torch.stack([m(x) for m in members])[j, torch.arange(n)]  # (n, 10)
     assert torch.allclose(out, stacked, atol=1e-6)
+    one = RandomMember(ensemble, torch.Generator().manual_seed(0))(x[:1])  # members left undrawn
+    assert one.shape == (1, 10)
     counts = torch.bincount(dist.argmin(1), minlength=3).float()
     # independent uniform draws per query: each count is Binomial(n, 1/3), within 5 std
     assert ((counts - n / 3).abs() <= 5 * (n * 2 / 9) ** 0.5).all()

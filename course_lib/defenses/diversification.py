@@ -141,6 +141,7 @@ class RandomMember(nn.Module):
         j = torch.randint(len(members), (x.shape[0],), generator=self.generator, device=dev)
         j = j.to(x.device)  # (B,) the member answering each query
         rows = [torch.nonzero(j == k).squeeze(1) for k in range(len(members))]
-        logits = torch.cat([m(x[r]) for m, r in zip(members, rows, strict=True)])  # (B, C) grouped
-        order = torch.cat(rows).argsort()  # back to the order of the batch
+        used = [(m, r) for m, r in zip(members, rows, strict=True) if r.numel()]  # drawn members
+        logits = torch.cat([m(x[r]) for m, r in used])  # (B, C), grouped by member
+        order = torch.cat([r for _, r in used]).argsort()  # back to the order of the batch
         return logits[order]  # (B, C)
