@@ -54,6 +54,9 @@ def bpda(defended: nn.Module, approx: nn.Module | None = None) -> BPDA:
     return BPDA(defended, approx)
 
 
+EOT_BATCH = 4096  # at most this many inputs (draws x images) in one call of the model
+
+
 class EOT(nn.Module):
     r"""Expectation over Transformation: the randomised model :math:`f(t(x))`, :math:`t \sim T`,
     replaced by the Monte-Carlo estimate of its expected class probabilities over ``samples``
@@ -63,13 +66,26 @@ class EOT(nn.Module):
                \nabla_x \bar p(x) = \frac1k \sum_{j=1}^k \nabla_x\,\mathrm{softmax}(f(t_j(x))),
 
     returned as log-probabilities :math:`\log \bar p` (so that ``argmax`` is the averaged
-    prediction, and the cross-entropy that PGD climbs is :math:`-\log \bar p_y`). The draws are
-    ``samples`` successive calls of ``model``: with the defense's generator in the same state,
-    the gradient is exactly the mean of the ``samples`` single-draw gradients.
+    prediction, and the cross-entropy that PGD climbs is :math:`-\log \bar p_y`).
 
-    Deviation: Athalye et al.'s code averages the *loss* (the mean of :math:`-\log p_y` over
-    draws); averaging the probabilities is the same expectation one step earlier, and it is how
-    Xie et al. and Taran et al. aggregate their own draws.
+    Deviation: this is *not* the objective of Athalye et al., who climb the mean loss
+    :math:`\frac1k\sum_j -\log p_y(t_j(x))`, an estimate of :math:`\mathbb E_t[-\log p_y(t(x))]`.
+    We climb the loss of the averaged classifier, :math:`-\log \mathbb E_t[p_y(t(x))]`, the
+    prediction that Xie et al. and Taran et al. deploy when they aggregate draws. By Jensen's
+    inequality :math:`\mathbb E_t[-\log p_y] \ge -\log \mathbb E_t[p_y]`, and the two weight the
+    draws differently: :math:`\nabla(-\log \bar p_y) = \frac1k\sum_j \frac{p_y(t_j(x))}{\bar p_y}
+    \nabla(-\log p_y(t_j(x)))` favours the draws that still classify :math:`x` correctly, where the
+    mean loss weights every draw equally.
+
+    **Batched draws.** The ``samples`` draws run as one call of ``model`` on ``samples`` stacked
+    copies of the batch (``x.repeat(k, 1, 1, 1)``, viewed back as ``(k, B, C)``; split into calls
+    of at most :data:`EOT_BATCH` inputs). This equals ``samples`` successive calls only if
+    ``model`` draws its randomness independently for every image of a batch, which every random
+    transform of :mod:`course_lib.defenses` does (resize-and-pad, pixel masks, TV's dropout mask,
+    pixel deflection, :class:`~course_lib.defenses.diversification.RandomMember`). A model that
+    drew one pattern per batch would see all copies get the same draw per call: do not wrap such
+    a model. With a defense's generator in the same state, the gradient is the mean of the
+    single-draw gradients of the same draws (a unit test checks it).
     """
 
     def __init__(self, model: nn.Module, samples: int):
@@ -78,8 +94,15 @@ class EOT(nn.Module):
         self.model, self.samples = model, samples
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        log_p = torch.stack([F.log_softmax(self.model(x), dim=1) for _ in range(self.samples)])
-        return torch.logsumexp(log_p, dim=0) - math.log(self.samples)  # (B, K) log mean prob
+        B = x.shape[0]
+        per_call = max(1, EOT_BATCH // max(B, 1))  # draws per call of the model
+        log_p = []
+        for start in range(0, self.samples, per_call):
+            k = min(per_call, self.samples - start)
+            logits = self.model(x.repeat(k, *([1] * (x.ndim - 1))))  # (k B, C)
+            log_p.append(F.log_softmax(logits, dim=1).view(k, B, -1))  # (k, B, C)
+        log_p = torch.cat(log_p)  # (samples, B, C)
+        return torch.logsumexp(log_p, dim=0) - math.log(self.samples)  # (B, C) log mean prob
 
 
 def eot(model: nn.Module, samples: int = 10) -> EOT:

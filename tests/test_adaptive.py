@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from course_lib import adaptive
 from course_lib.adaptive import bpda, eot
 from course_lib.attacks import input_gradient, pgd
 from course_lib.defenses import Defended
@@ -57,6 +58,39 @@ def test_eot_gradient_is_the_mean_of_single_draw_gradients():
     singles = [grad_of_probabilities(defended) for _ in range(k)]  # the same k draws, one by one
     assert torch.allclose(ours, torch.stack(singles).mean(0), atol=1e-6)
     assert not torch.allclose(singles[0], singles[1])  # the draws differ
+
+
+def test_eot_batched_draws_do_not_depend_on_the_call_size(monkeypatch):
+    torch.manual_seed(0)
+    classifier = small_cnn(1, 10, 32).eval()
+    x = torch.rand(4, 1, 28, 28)
+    generator = torch.Generator()
+    defended = Defended(RandomResizePad(28, 32, generator), classifier)
+    generator.manual_seed(3)
+    whole = eot(defended, 6)(x)  # the 6 draws in one call
+    monkeypatch.setattr(adaptive, "EOT_BATCH", 8)  # 2 draws of 4 images per call
+    generator.manual_seed(3)
+    split = eot(defended, 6)(x)
+    assert torch.allclose(whole, split, atol=1e-6)
+    # the draws are per image: copies of one digit in one call get different transforms
+    one = x[:1].repeat(6, 1, 1, 1)
+    assert not torch.allclose(defended.transform(one)[0], defended.transform(one)[1])
+
+
+def test_eot_climbs_the_loss_of_the_averaged_classifier():
+    """-log mean_j p_y(t_j) <= mean_j -log p_y(t_j) (Jensen): the EOT loss is the smaller one."""
+    torch.manual_seed(0)
+    classifier = small_cnn(1, 10, 32).eval()
+    x, y = torch.rand(8, 1, 28, 28), torch.randint(10, (8,))
+    generator = torch.Generator()
+    defended = Defended(RandomResizePad(28, 32, generator), classifier)
+    generator.manual_seed(5)
+    ours = F.nll_loss(eot(defended, 4)(x), y, reduction="none")  # (B,)
+    generator.manual_seed(5)
+    mean_loss = torch.stack(
+        [F.cross_entropy(defended(x), y, reduction="none") for _ in range(4)]
+    ).mean(0)
+    assert (ours <= mean_loss + 1e-6).all() and (ours < mean_loss - 1e-6).any()
 
 
 def test_eot_of_a_deterministic_model_is_the_model(random_cnn):

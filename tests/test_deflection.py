@@ -5,7 +5,12 @@ import pytest
 import torch
 from skimage.restoration import denoise_wavelet
 
-from course_lib.defenses.deflection import PixelDeflection, pixel_deflection, wavelet_denoise
+from course_lib.defenses.deflection import (
+    PixelDeflection,
+    bayes_shrink_threshold,
+    pixel_deflection,
+    wavelet_denoise,
+)
 
 
 @pytest.mark.parametrize("deflections, window", [(10, 1), (50, 3), (200, 10)])
@@ -68,3 +73,7 @@ def test_defense_shape_and_bad_input():
         pixel_deflection(x, 10, 2, cam=torch.ones(4, 27, 28))
     with pytest.raises(ValueError, match="levels"):
         wavelet_denoise(torch.rand(1, 1, 28, 28), 0.04, levels=3)
+    with pytest.raises(ValueError, match="x"):
+        wavelet_denoise(torch.rand(1, 28, 28), 0.04)  # not a batch (B, C, H, W)
+    with pytest.raises(ValueError, match="sigma"):
+        bayes_shrink_threshold(torch.rand(2, 14, 14), -0.1)

@@ -14,12 +14,16 @@ Vetterli (2000), per detail band :math:`D`:
 which is ``skimage.restoration.denoise_wavelet(img, sigma, wavelet="haar", mode="soft",
 method="BayesShrink")`` on a grayscale float image (a unit test checks it), batched in PyTorch.
 
-Deviations from the reference (``iamaaditya/pixel-deflection``): all deflections of an image are
-drawn at once and read the *original* image (the reference loops and may copy an already deflected
-pixel); offsets are uniform in ``[-window, window]`` clipped to the image (the reference resamples
-offsets in ``[-window, window)`` until the source lies strictly inside, so row and column 0 are
-never sources); colour images are denoised per channel instead of in YCbCr; Haar instead of the
-reference's default wavelet (db1 *is* Haar in scikit-image, so only the name differs).
+Deviations from the reference (``iamaaditya/pixel-deflection``, ``methods.pixel_deflection``):
+all deflections of an image are drawn at once and read the *original* image (the reference loops
+and may copy an already deflected pixel); offsets are uniform in ``[-window, window]`` (as the
+reference's inclusive ``random.randint(-window, window)``) but clipped to the image, where the
+reference resamples them until the source lies strictly inside (``x + a > 0``, so row and column 0
+are never sources); ``deflections`` is a budget *per channel*, where the reference's budget counts
+deflections across channels (each channel draws its own target and decrements the same counter,
+so an RGB image gets about a third of the budget per channel; identical for grayscale digits);
+colour images are denoised per channel instead of in YCbCr; Haar instead of the reference's
+default wavelet (db1 *is* Haar in scikit-image, so only the name differs).
 """
 
 from __future__ import annotations
@@ -97,6 +101,7 @@ def _haar_inverse(approx: torch.Tensor, details: tuple[torch.Tensor, ...]) -> to
 def bayes_shrink_threshold(details: torch.Tensor, sigma: float) -> torch.Tensor:
     r"""BayesShrink threshold of each band (N, h, w) -> (N,): :math:`\sigma^2 /
     \sqrt{\max(\mathrm{mean}(D^2) - \sigma^2, \epsilon)}`."""
+    check_nonnegative(sigma, "sigma")
     eps = torch.finfo(details.dtype).eps
     var_d = details.pow(2).flatten(1).mean(1)  # (N,)
     return sigma**2 / torch.sqrt(torch.clamp(var_d - sigma**2, min=eps))
@@ -109,6 +114,8 @@ def wavelet_denoise(x: torch.Tensor, sigma: float, levels: int | None = None) ->
     MNIST); ``H`` and ``W`` must be divisible by ``2**levels``. The approximation band is kept."""
     check_pixels(x, "x")
     check_nonnegative(sigma, "sigma")
+    if x.ndim != 4:
+        raise ValueError(f"x must be a batch of images (B, C, H, W), got {tuple(x.shape)}")
     B, C, H, W = x.shape
     levels = max(int(math.log2(min(H, W))) - 3, 1) if levels is None else levels
     check_count(levels, "levels", minimum=1)

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..validate import check_choice, check_count
+from ..validate import check_choice, check_count, check_pixels
 
 SUBBANDS = ("d", "h", "v")
 
@@ -45,14 +45,22 @@ def dct_matrix(n: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     return c.to(dtype)  # (n, n)
 
 
+def _check_square(x: torch.Tensor, name: str) -> None:
+    if not isinstance(x, torch.Tensor) or x.ndim < 2 or x.shape[-1] != x.shape[-2]:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{name} must end in two equal dimensions (..., n, n), got {shape}")
+
+
 def dct2(x: torch.Tensor) -> torch.Tensor:
     """Orthonormal 2-D DCT over the last two dimensions (square images)."""
+    _check_square(x, "x")
     c = dct_matrix(x.shape[-1], x.dtype).to(x.device)
     return c @ x @ c.T
 
 
 def idct2(coeffs: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`dct2`."""
+    _check_square(coeffs, "coeffs")
     c = dct_matrix(coeffs.shape[-1], coeffs.dtype).to(coeffs.device)
     return c.T @ coeffs @ c
 
@@ -69,6 +77,8 @@ def subband_mask(size: int, subband: str) -> torch.Tensor:
 
 def make_key(size: int, subband: str, generator: torch.Generator | None = None) -> torch.Tensor:
     """A secret key: random signs inside ``subband``, +1 elsewhere, shape (size, size)."""
+    check_choice(subband, "subband", SUBBANDS)
+    check_count(size, "size", minimum=2)
     signs = torch.randn(size, size, generator=generator).sign()
     signs[signs == 0] = 1
     return torch.where(subband_mask(size, subband), signs, torch.ones_like(signs))
@@ -76,6 +86,7 @@ def make_key(size: int, subband: str, generator: torch.Generator | None = None) 
 
 def keyed_transform(x: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
     """:math:`t_k(x)`: flip the signs of the DCT coefficients where ``key`` is -1."""
+    check_pixels(x, "x")
     if x.ndim != 4 or x.shape[-2:] != key.shape or x.shape[-1] != x.shape[-2]:
         raise ValueError(
             f"x must be square images (B, C, n, n) matching key {tuple(key.shape)}, "
@@ -112,13 +123,25 @@ class DiversifiedEnsemble(nn.Module):
 
 
 class RandomMember(nn.Module):
-    """The lecture's "suite of classifiers, so the attacker cannot know the one that is used":
-    each call answers with one member of ``ensemble`` drawn at random (one per call)."""
+    r"""The lecture's "suite of classifiers, so the attacker cannot know the one that is used":
+    every query (every image of the batch) is answered by its own member of ``ensemble``, drawn
+    uniformly and independently, :math:`j_b \sim U\{1, \dots, K\}`, so a batch of :math:`B`
+    images is :math:`B` independent queries (and :func:`course_lib.adaptive.eot` may batch its
+    draws). Vectorised over the batch: each member runs once, on the rows that drew it (the same
+    logits as stacking all members, ``(K, B, C)``, and picking row ``b`` of member ``j_b``, at
+    :math:`1/K` of the cost)."""
 
     def __init__(self, ensemble: DiversifiedEnsemble, generator: torch.Generator | None = None):
         super().__init__()
         self.ensemble, self.generator = ensemble, generator
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        j = int(torch.randint(len(self.ensemble.members), (1,), generator=self.generator))
-        return self.ensemble.members[j](x)
+        members = self.ensemble.members
+        dev = x.device if self.generator is None else self.generator.device
+        j = torch.randint(len(members), (x.shape[0],), generator=self.generator, device=dev)
+        j = j.to(x.device)  # (B,) the member answering each query
+        rows = [torch.nonzero(j == k).squeeze(1) for k in range(len(members))]
+        used = [(m, r) for m, r in zip(members, rows, strict=True) if r.numel()]  # drawn members
+        logits = torch.cat([m(x[r]) for m, r in used])  # (B, C), grouped by member
+        order = torch.cat([r for _, r in used]).argsort()  # back to the order of the batch
+        return logits[order]  # (B, C)
