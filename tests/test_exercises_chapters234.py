@@ -1,7 +1,6 @@
 """Exercises of chapters 2-4: the notebooks' reference solutions pass their checkers, typical wrong
 answers get their specific diagnosis, and the students' copies hold stubs, not solutions."""
 
-import ast
 import math
 from pathlib import Path
 
@@ -9,6 +8,7 @@ import nbformat
 import pytest
 import torch
 import torch.nn.functional as F
+from test_exercises import _namespace, _tags  # the notebook helpers of chapters 0, 1, 5
 
 from course_lib.exercises import ExerciseFailed
 from course_lib.exercises.adversarial_training import (
@@ -35,24 +35,6 @@ EXERCISE_NOTEBOOKS = {
         "cure_penalty": check_cure_penalty,
     },
 }
-
-
-def _tags(cell) -> list[str]:
-    return cell.metadata.get("tags", [])
-
-
-def _is_imports(source: str) -> bool:
-    body = ast.parse(source).body
-    return bool(body) and all(isinstance(n, ast.Import | ast.ImportFrom) for n in body)
-
-
-def _namespace(nb, tag: str) -> dict:
-    """Run a notebook's import cells and its cells tagged ``tag``; return the namespace."""
-    ns: dict = {}
-    for cell in nb.cells:
-        if cell.cell_type == "code" and (_is_imports(cell.source) or tag in _tags(cell)):
-            exec(compile(cell.source, "<cell>", "exec"), ns)
-    return ns
 
 
 @pytest.mark.parametrize(
@@ -207,6 +189,7 @@ WRONG = {
 }
 
 
+@pytest.mark.filterwarnings("ignore:reduction. 'mean' divides:UserWarning")  # the 'mean' mistake
 @pytest.mark.parametrize(
     "check, wrong, message",
     [(check, w, m) for check, cases in WRONG.items() for w, m in cases],
