@@ -115,21 +115,22 @@ def check_straight_through(student_st: Callable) -> None:
 
 class _NoisyNet(nn.Module):
     """``tiny_model(x + sigma * noise)`` with the noise from its own generator (reset by
-    :meth:`reset`), counting its calls."""
+    :meth:`reset`), counting the inputs it sees (k calls on B inputs, or one on k·B stacked
+    copies, draw the same noise)."""
 
     def __init__(self, sigma: float, seed: int):
         super().__init__()
-        self.net, self.sigma, self.calls = tiny_model((1, 4, 4), (16,), 4, seed), sigma, 0
+        self.net, self.sigma, self.inputs = tiny_model((1, 4, 4), (16,), 4, seed), sigma, 0
         self.gen = torch.Generator()
         self.eval()
 
     def reset(self) -> _NoisyNet:
         self.gen.manual_seed(1234)
-        self.calls = 0
+        self.inputs = 0
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
+        self.inputs += x.shape[0]
         return self.net(x + self.sigma * torch.randn(x.shape, generator=self.gen))  # (B, K)
 
 
@@ -170,18 +171,18 @@ def check_eot_log_probs(student_eot: Callable) -> None:
         on = f"a net with Gaussian input noise σ={sigma}, samples={k}, x of shape (16, 1, 4, 4)"
         x_req = x.clone().requires_grad_(True)
         out = c.call(student_eot, model.reset(), x_req, k, on=on)
-        calls = model.calls
+        seen = model.inputs
         got = as_tensor(out, c.exercise, "a tensor of log-probabilities", on)
         c.expect(got.shape == (16, 4), "returns (B, K)", on, "(16, 4)", str(tuple(got.shape)))
         ref = eot(model.reset(), k)(x_req)  # (B, K)
         c.mistake(got, ref.double(), _eot_mistakes(model, x, k), on, "log of the mean softmax")
         c.expect(
-            calls == k,
-            "calls the model once per draw",
+            seen == k * 16,
+            "draws the randomness k times per input",
             on,
-            f"{k} calls (one fresh draw each)",
-            f"{calls} calls",
-            "the randomness lives in the model: each call is one t_j",
+            f"{k} draws × 16 inputs = {k * 16} inputs seen by the model",
+            f"{seen} inputs",
+            "the randomness lives in the model: each call (or each stacked copy of x) is one t_j",
         )
         total = got.exp().sum(1)  # (B,)
         c.expect(
