@@ -1,6 +1,7 @@
 """Exercises with instant feedback: checkers for the functions students write in the notebooks.
 
-One module per chapter (:mod:`.primer`, :mod:`.lipschitz`, :mod:`.smoothing`); each ``check_*``
+One module per chapter (:mod:`.primer`, :mod:`.lipschitz`, :mod:`.naive_defenses`,
+:mod:`.adversarial_training`, :mod:`.regularization`, :mod:`.smoothing`); each ``check_*``
 function takes the student's function, runs it on prepared inputs and compares it with the
 reference implementation of ``course_lib``, property by property. It prints ``✓ ...`` with the
 properties that hold, or raises :class:`ExerciseFailed` whose message names the property that

@@ -1,0 +1,209 @@
+"""Exercises of chapters 2-4: the notebooks' reference solutions pass their checkers, typical wrong
+answers get their specific diagnosis, and the students' copies hold stubs, not solutions."""
+
+import math
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+import torch.nn.functional as F
+from test_exercises import _namespace, _tags  # the notebook helpers of chapters 0, 1, 5
+
+from course_lib.exercises import ExerciseFailed
+from course_lib.exercises.adversarial_training import (
+    check_cat_update_eps,
+    check_pgd_early_stopped,
+)
+from course_lib.exercises.naive_defenses import check_eot_log_probs, check_straight_through
+from course_lib.exercises.regularization import check_cure_penalty, check_trades_objective
+from course_lib.exercises.student import main as student_main
+from course_lib.exercises.student import stub_source
+
+ROOT = Path(__file__).resolve().parents[1]
+EXERCISE_NOTEBOOKS = {
+    "chapters/02_naive_defenses/04_exercises.ipynb": {
+        "straight_through": check_straight_through,
+        "eot_log_probs": check_eot_log_probs,
+    },
+    "chapters/03_adversarial_training/04_exercises.ipynb": {
+        "pgd_early_stopped": check_pgd_early_stopped,
+        "cat_update_eps": check_cat_update_eps,
+    },
+    "chapters/04_regularization/04_exercises.ipynb": {
+        "trades_objective": check_trades_objective,
+        "cure_penalty": check_cure_penalty,
+    },
+}
+
+
+@pytest.mark.parametrize(
+    "path, name", [(p, n) for p, checks in EXERCISE_NOTEBOOKS.items() for n in checks]
+)
+def test_reference_solution_passes(path, name, capsys):
+    ns = _namespace(nbformat.read(ROOT / path, as_version=4), "solution")
+    EXERCISE_NOTEBOOKS[path][name](ns[name])
+    assert capsys.readouterr().out.startswith("✓")
+
+
+def test_stored_notebooks_fold_their_solutions():
+    for path, checks in EXERCISE_NOTEBOOKS.items():
+        cells = nbformat.read(ROOT / path, as_version=4).cells
+        solutions = [i for i, c in enumerate(cells) if "solution" in _tags(c)]
+        assert len(solutions) == len(checks), path
+        for i in solutions:
+            cell = cells[i]
+            assert {"solution", "hide-input"} <= set(_tags(cell))
+            assert cell.metadata["jupyter"]["source_hidden"] is True
+            stub = cells[i - 1]
+            assert "stub" in _tags(stub) and stub.source == stub_source(cell.source), path
+            assert any(f"check_{n}(" in cells[i + 1].source for n in checks), path
+
+
+def test_student_copies_have_stubs_not_solutions(tmp_path, capsys):
+    sources = [str(ROOT / p) for p in EXERCISE_NOTEBOOKS]
+    assert student_main([str(tmp_path), *sources]) == 0
+    assert capsys.readouterr().out.count("2 solution(s) replaced by stubs") == 3
+    for rel, checks in EXERCISE_NOTEBOOKS.items():
+        nb = nbformat.read(tmp_path / Path(rel).relative_to("chapters"), as_version=4)
+        assert not any("solution" in _tags(c) for c in nb.cells), rel
+        ns = _namespace(nb, "stub")
+        for name, check in checks.items():
+            with pytest.raises(ExerciseFailed, match="not implemented yet"):
+                check(ns[name])
+            assert sum(f"def {name}(" in c.source for c in nb.cells) == 1
+
+
+# ----- typical wrong answers ---------------------------------------------------------------
+
+
+def _st(fn):
+    return lambda transform, x: fn(transform, x)
+
+
+def _eot(aggregate):
+    def eot(model, x, samples):
+        logits = torch.stack([model(x) for _ in range(samples)])  # (k, B, K)
+        return aggregate(logits, samples)
+
+    return eot
+
+
+def _early(model, x, y, eps, alpha, steps, tau, *, stop_at_first=False, never=False, extra=0):
+    x_adv, budget = x.clone(), torch.full_like(y, 0 if stop_at_first else tau + extra)
+    active = torch.ones_like(y, dtype=torch.bool)
+    for _ in range(steps):
+        wrong = model(x_adv).argmax(1) != y
+        if not never:
+            active &= ~(wrong & (budget == 0))
+            budget -= (wrong & active).long()
+        x_req = x_adv.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(F.cross_entropy(model(x_req), y, reduction="sum"), x_req)
+        step = torch.min(torch.max(x_adv + alpha * g.sign(), x - eps), x + eps).clamp(0, 1)
+        x_adv = torch.where(active.view(-1, 1, 1, 1), step, x_adv).detach()
+    return x_adv
+
+
+def _cat(rule):
+    def update(model, x_adv, y, eps_i, eta, eps_max):
+        resisted = model(x_adv).argmax(1) == y
+        return rule(resisted, eps_i, eta, eps_max)
+
+    return update
+
+
+def _trades(kl_args, reduction="batchmean", ce_on_adv=False, detach_clean=False):
+    def objective(model, x, x_adv, y, beta):
+        f, f_adv = model(x), model(x_adv)
+        p = f.detach() if detach_clean else f
+        ce = F.cross_entropy(f_adv if ce_on_adv else f, y)
+        a, b = kl_args(p, f_adv)
+        return ce + beta * F.kl_div(F.log_softmax(b, 1), F.softmax(a, 1), reduction=reduction)
+
+    return objective
+
+
+def _cure(direction, square=True, mean=False, create_graph=True):
+    def penalty(loss, x, h):
+        x0 = x.detach().clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(loss(x0).sum(), x0)
+        z = direction(g.flatten(1)).view_as(x)
+        x1 = x.detach().clone().requires_grad_(True)
+        diff = loss(x1 + h * z) - loss(x1)
+        (dg,) = torch.autograd.grad(diff.mean() if mean else diff.sum(), x1, create_graph=True)
+        out = dg.flatten(1).pow(2).sum(1)
+        out = out if square else out.sqrt()
+        return out if create_graph else out.detach()
+
+    return penalty
+
+
+def _unit_sign(g):
+    return g.sign() / g.sign().norm(dim=1, keepdim=True)
+
+
+WRONG = {
+    check_straight_through: [
+        (_st(lambda g, x: g(x)), "you differentiated through the transform"),
+        (_st(lambda g, x: x.clone()), "the forward pass returns x itself"),
+        (_st(lambda g, x: x + g(x).detach()), "you returned x + g(x)"),
+        (_st(lambda g, x: g(x).detach()), "a gradient reaches x"),
+    ],
+    check_eot_log_probs: [
+        (_eot(lambda f, k: F.log_softmax(f.mean(0), 1)), "you averaged the logits"),
+        (_eot(lambda f, k: F.log_softmax(f, 2).mean(0)), "a geometric mean"),
+        (_eot(lambda f, k: torch.logsumexp(F.log_softmax(f, 2), 0)), "without dividing by k"),
+        (_eot(lambda f, k: F.softmax(f, 2).mean(0)), "return their log"),
+        (lambda m, x, k: F.log_softmax(m(x), 1), "one draw of the randomness"),
+        (
+            _eot(lambda f, k: (torch.logsumexp(F.log_softmax(f, 2), 0) - math.log(k)).detach()),
+            "a gradient reaches x",
+        ),
+    ],
+    check_pgd_early_stopped: [
+        (lambda *a: _early(*a, never=True), "no sample ever stops"),
+        (lambda *a: _early(*a, stop_at_first=True), "τ is ignored"),
+        (lambda *a: _early(*a, extra=1), "one step too many"),
+        (lambda m, x, y, eps, alpha, steps, tau: x.clone(), "agrees with course_lib"),
+    ],
+    check_cat_update_eps: [
+        (_cat(lambda r, e, eta, mx: torch.where(~r, (e + eta).clamp(max=mx), e)), "erratum"),
+        (_cat(lambda r, e, eta, mx: torch.where(r, e + eta, e)), "not capped at eps_max"),
+        (_cat(lambda r, e, eta, mx: (e + eta).clamp(max=mx)), "every budget grew"),
+        (_cat(lambda r, e, eta, mx: e.add_(eta * r).clamp_(max=mx)), "modified in place"),
+    ],
+    check_trades_objective: [
+        (_trades(lambda p, q: (q, p)), "the wrong way round"),
+        (_trades(lambda p, q: (p, q), reduction="mean"), "reduction='mean'"),
+        (_trades(lambda p, q: (p, q), reduction="sum"), "reduction='sum'"),
+        (_trades(lambda p, q: (p, q), ce_on_adv=True), "on the adversarial x'"),
+        (_trades(lambda p, q: (p, q), detach_clean=True), "is detached"),
+    ],
+    check_cure_penalty: [
+        (_cure(_unit_sign, square=False), "the norm is not squared"),
+        (_cure(lambda g: g / g.norm(dim=1, keepdim=True)), "raw gradient"),
+        (_cure(torch.sign), "not normalised to unit ℓ2 length"),
+        (_cure(_unit_sign, mean=True), "batch *mean*"),
+        (_cure(_unit_sign, create_graph=False), "create_graph=True"),
+    ],
+}
+
+
+@pytest.mark.filterwarnings("ignore:reduction. 'mean' divides:UserWarning")  # the 'mean' mistake
+@pytest.mark.parametrize(
+    "check, wrong, message",
+    [(check, w, m) for check, cases in WRONG.items() for w, m in cases],
+    ids=lambda v: getattr(v, "__name__", None) if callable(v) else str(v)[:30],
+)
+def test_wrong_answer_gets_its_diagnosis(check, wrong, message):
+    with pytest.raises(ExerciseFailed) as failure:
+        check(wrong)
+    text = str(failure.value)
+    assert message in text, text
+    assert "fails on" in text or "raised" in text
+
+
+def test_every_exercise_has_two_wrong_answers():
+    checks = {c for checks in EXERCISE_NOTEBOOKS.values() for c in checks.values()}
+    assert checks == set(WRONG)
+    assert all(len(cases) >= 2 for cases in WRONG.values())
