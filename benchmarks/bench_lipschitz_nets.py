@@ -1,8 +1,9 @@
-"""Chapter 5.2's Lipschitz layers against their references, in one run.
+"""The Lipschitz layers of notebooks 5.4-5.6 against their references, in one run.
 
 * Gram iteration on the FFT blocks (``conv_norm_gram``, 6 iterations) against the exact FFT +
   batched SVD (``conv_norm_fft``, Sedghi et al. 2019) for a 64x64x3x3 kernel on 32x32 inputs: the
-  ratio of times, and the relative gap of the values (must be within 1%, upward);
+  ratio of times, both in float32 (equal precision), and the relative gap of the Gram value to the
+  float64 exact norm (must be within 1%, upward);
 * our Björck linear and conv layers and GroupSort-2 against deel-torchlip 1.0.5's
   ``SpectralLinear`` / ``SpectralConv2d`` / ``GroupSort2``: one training-mode forward and backward
   on the same shapes.
@@ -55,9 +56,11 @@ def row(case: str, peer: str, t_ours: float, t_theirs: float) -> dict:
 
 def bench_gram_vs_fft_svd(repeats: int = 7) -> dict:
     K = torch.randn(64, 64, 3, 3, generator=torch.Generator().manual_seed(0)) / 24
-    gram, exact = float(conv_norm_gram(K, 32)), float(conv_norm_fft(K, 32))
-    t_ours, t_theirs = compare(lambda: conv_norm_gram(K, 32), lambda: conv_norm_fft(K, 32), repeats)
-    r = row("Gram-6 vs FFT+SVD, 64x64x3x3 on 32x32", "exact FFT + batched SVD", t_ours, t_theirs)
+    gram, exact = float(conv_norm_gram(K, 32)), float(conv_norm_fft(K, 32))  # float32, float64
+    t_ours, t_theirs = compare(
+        lambda: conv_norm_gram(K, 32), lambda: conv_norm_fft(K, 32, torch.float32), repeats
+    )
+    r = row("Gram-6 vs FFT+SVD, 64x64x3x3 on 32x32, float32", "FFT + batched SVD", t_ours, t_theirs)
     r["case"] += f" (gap {100 * (gram / exact - 1):+.4f}%)"
     return r
 

@@ -12,6 +12,7 @@ from torch import nn
 from course_lib.lipschitz import lipschitz_upper_bound, margin_radius
 from course_lib.lipschitz.attacks import pgd_l2_per_sample
 from course_lib.lipschitz.constrained import (
+    Bjorck,
     FullSort,
     GroupSort,
     MaxMin,
@@ -51,6 +52,8 @@ def test_spectral_normalize_rejects_bad_input():
         spectral_normalize(nn.Sequential(nn.Linear(2, 2)), 0.0)
     with pytest.raises(ValueError, match="layer 1"):
         spectral_normalize(nn.Sequential(nn.Linear(2, 2), nn.Conv2d(1, 1, 3)), 1.0)
+    with pytest.raises(ValueError, match="nn.Linear"):
+        spectral_normalize(nn.Sequential(nn.ReLU()), 1.0)
 
 
 @pytest.mark.parametrize("shape", [(64, 32), (20, 50), (30, 30)])
@@ -97,6 +100,31 @@ def test_group_sort_preserves_gradient_norm():
 def test_group_sort_rejects_bad_group_size():
     with pytest.raises(ValueError, match="group_size"):
         group_sort(torch.randn(2, 6), 4)
+    with pytest.raises(ValueError, match="x must be"):
+        group_sort(torch.randn(6), 2)
+
+
+def test_bjorck_rejects_bad_input():
+    W = torch.randn(4, 3)
+    with pytest.raises(ValueError, match="nonzero"):
+        bjorck(torch.zeros(4, 3))
+    with pytest.raises(ValueError, match="beta"):
+        bjorck(W, beta=1.5)
+    with pytest.raises(ValueError, match="W must be a matrix"):
+        bjorck(torch.randn(2, 4, 3))
+    with pytest.raises(ValueError, match="iterations"):
+        Bjorck(iterations=0)
+    with pytest.raises(ValueError, match="tol"):
+        Bjorck(tol=0.0)
+
+
+def test_bjorck_mlp_and_recipe_loss_reject_unknown_names():
+    from course_lib.zoo.lipschitz_nets import _loss, bjorck_mlp
+
+    with pytest.raises(ValueError, match="activation"):
+        bjorck_mlp(2, (4,), 2, activation="tanh")
+    with pytest.raises(ValueError, match="loss"):
+        _loss({"loss": "hinge"})
 
 
 def _logits_labels(seed=0, B=32, K=4):
@@ -135,6 +163,19 @@ def test_tau_cross_entropy_matches_direct_formula_and_deel(tau):
     assert float(tau_cross_entropy(f, y, tau)) == pytest.approx(
         float(TauCrossEntropyLoss(tau)(f, y)), rel=1e-10
     )
+
+
+def test_hkr_with_a_class_missing_from_the_batch_deviates_from_deel_as_documented():
+    # class 2 absent: our KR term counts it as 0; deel-torchlip's empty mean makes it -mean f_2
+    f = torch.randn(8, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    y = torch.tensor([0, 1, 0, 1, 0, 1, 1, 0])
+    kr_k = [float(f[y == k, k].mean() - f[y != k, k].mean()) for k in (0, 1)]
+    ours = -(kr_k[0] + kr_k[1] + 0.0) / 3
+    deel = -(kr_k[0] + kr_k[1] - float(f[:, 2].mean())) / 3
+    assert float(hkr_loss(f, y, 0.0, 1.0)) == pytest.approx(ours, rel=1e-12)
+    onehot = torch.nn.functional.one_hot(y, 3).double()
+    assert float(HKRMulticlassLoss(0.0, min_margin=1.0)(f, onehot)) == pytest.approx(deel, rel=1e-9)
+    assert ours != pytest.approx(deel)
 
 
 def test_losses_reject_bad_input():

@@ -142,3 +142,68 @@ def test_bad_input_raises():
     with pytest.raises(ValueError, match="stride"):
         conv_reshaped_bound(K, 0)
     assert math.isfinite(float(conv_norm_bound(K, 5, 2, 2)))
+
+
+def test_gram_of_zero_matrix_and_zero_fft_block_is_zero_not_nan():
+    # the Laplacian's Fourier symbol is 0 at frequency (0, 0): one zero block among nonzero ones
+    lap = torch.tensor([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]], dtype=torch.float64).view(1, 1, 3, 3)
+    assert float(conv_norm_fft(lap, 8)) == pytest.approx(8.0, rel=1e-12)  # |symbol| max: 4 + 4
+    gram = float(conv_norm_gram(lap, 8))
+    assert 8.0 * (1 - 1e-12) <= gram <= 8.0 * 1.01
+    for W in (torch.zeros(3, 2), torch.zeros(2, 5, dtype=torch.complex64)):
+        assert float(spectral_norm_gram(W)) == 0.0
+
+
+def test_gram_zero_guard_leaves_nonzero_inputs_bitwise_unchanged():
+    W = _dense(3, torch.float32)
+    G, log_scale = W.mT if W.shape[-2] < W.shape[-1] else W, torch.zeros(())
+    for _ in range(6):  # the loop before the guard was added, for comparison
+        r = G.square().sum((-2, -1)).sqrt()
+        G, log_scale = G / r, 2 * (log_scale + torch.log(r))
+        G = G.mH @ G
+    before = torch.exp((torch.log(G.square().sum((-2, -1)).sqrt()) + log_scale) / 2**6)
+    assert torch.equal(spectral_norm_gram(W), before)
+
+
+def test_power_iteration_estimate_converges_at_sigma_ratio_to_the_4t():
+    # W = diag(1, rho), u_0 = (1, 1)/sqrt 2: u_t ∝ (1, rho^{2t}) (angle ~ rho^{2t}) and
+    # ||W u_t||^2 = (1 + rho^{4t+2}) / (1 + rho^{4t}), so 1 - ||W u_t|| ~ (1 - rho^2) rho^{4t} / 2
+    rho = 0.8
+    W = torch.diag(torch.tensor([1.0, rho], dtype=torch.float64))
+    u0 = torch.ones(2, 1, dtype=torch.float64) / 2**0.5
+    for t in (2, 5, 10, 20):
+        sigma, u = spectral_norm_power(W, t, u0)
+        assert float(u[1, 0] / u[0, 0]) == pytest.approx(rho ** (2 * t), rel=1e-9)
+        exact = ((1 + rho ** (4 * t + 2)) / (1 + rho ** (4 * t))) ** 0.5
+        assert float(sigma) == pytest.approx(exact, rel=1e-12)
+        if t >= 5:  # the first-order term dominates once rho^{4t} is small
+            assert 1 - float(sigma) == pytest.approx((1 - rho**2) * rho ** (4 * t) / 2, rel=0.05)
+
+
+@pytest.mark.parametrize("stride,padding", [(2, 1), (1, 0), (3, 2)])
+def test_conv_norm_power_on_non_square_kernel_matches_the_operator_matrix(stride, padding):
+    K = torch.randn(3, 2, 3, 5, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    n = 7
+    true = torch.linalg.matrix_norm(conv_operator_matrix(K, n, stride, padding), ord=2)
+    power, u = conv_norm_power(K, n, stride, padding, iterations=300)
+    assert u.shape == (1, 2, n, n)
+    assert float(power) == pytest.approx(float(true), rel=1e-6)
+    if stride == 1:  # circular, stride 1: the FFT norm at n + 2p bounds the zero-padded one
+        assert float(conv_norm_fft(K, n + 2 * padding)) >= float(true) * (1 - 1e-12)
+
+
+def test_conv_norm_power_rejects_bad_stride_and_padding():
+    K = torch.randn(2, 2, 3, 3)
+    with pytest.raises(ValueError, match="stride"):
+        conv_norm_power(K, 8, stride=0)
+    with pytest.raises(ValueError, match="padding"):
+        conv_norm_power(K, 8, padding=-1)
+
+
+def test_conv_norm_fft_in_float32_agrees_with_float64_and_rejects_other_dtypes():
+    K = _kernel(7)
+    assert float(conv_norm_fft(K, 9, torch.float32)) == pytest.approx(
+        float(conv_norm_fft(K, 9)), rel=1e-5
+    )
+    with pytest.raises(ValueError, match="dtype"):
+        conv_norm_fft(K, 9, torch.int64)

@@ -63,7 +63,7 @@ def layer_lipschitz(layer: nn.Module, index: int = 0) -> float:
         f"layer {index} ({type(layer).__name__}) is not supported by the layer-product bound: "
         "supported are Linear, Normalize and the activations "
         f"{sorted(t.__name__ for t in ACTIVATION_LIPSCHITZ)} + LeakyReLU "
-        "(convolutions: chapter 5)"
+        "(convolutions are not: their norms are in course_lib.lipschitz.layer_norms)"
     )
 
 

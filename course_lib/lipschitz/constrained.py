@@ -50,6 +50,14 @@ class SpectralNormalization(_EvalCache):
     iteration per step, a lower bound, as in ``torch.nn.utils.parametrizations.spectral_norm``) or
     ``"gram"`` (6 Gram iterations, an upper bound, so :math:`\|W'\| \le c` during training too).
     Evaluation: :math:`\sigma_1` by an exact SVD, so :math:`\|W'\|_2 = c` to float precision.
+
+    **Deviation from torch** (``torch.nn.utils.parametrizations.spectral_norm``): torch runs 15
+    power iterations when the parametrization is registered, so its first training step already
+    uses a converged estimate; ours starts cold, from a random ``u`` with **one** iteration on the
+    first training forward, and converges over the first steps. Early in training the estimate is
+    therefore lower than torch's and the normalised weight can exceed :math:`c` (by the factor
+    :math:`\sigma_1/\hat\sigma`); certificates are unaffected (they use the exact SVD of
+    ``eval()``). Kept as is because the course's trained models depend on it.
     """
 
     def __init__(self, c: float, method: str = "power"):
@@ -81,6 +89,8 @@ def spectral_normalize(model: nn.Module, L_hat: float, method: str = "power") ->
 
     check_positive(L_hat, "L_hat")
     layers = _layers(model)
+    if not any(isinstance(layer, nn.Linear) for layer in layers):
+        raise ValueError("model must contain at least one nn.Linear layer to normalise, got none")
     for i, layer in enumerate(layers):
         if not isinstance(layer, nn.Linear) and layer_lipschitz(layer, i) > 1.0:
             raise ValueError(f"layer {i} ({type(layer).__name__}) is not 1-Lipschitz")
@@ -96,6 +106,8 @@ def group_sort(x: torch.Tensor, group_size: int | None = 2) -> torch.Tensor:
     et al., 2019); ``None`` sorts all channels (FullSort), 2 is MaxMin. The output is a
     permutation of the input, so the map is 1-Lipschitz and its Jacobian is orthogonal.
     Same channel grouping as deel-torchlip's ``group_sort``."""
+    if not isinstance(x, torch.Tensor) or x.ndim < 2:
+        raise ValueError(f"x must be a tensor (B, C, ...) with at least 2 dims, got {x!r:.60}")
     C = x.shape[1]
     g = C if group_size is None else group_size
     if not isinstance(g, int) or g < 1 or C % g != 0:
@@ -154,6 +166,12 @@ def bjorck(
     check_count(iterations, "iterations", minimum=1)
     check_count(grad_iterations, "grad_iterations", minimum=0)
     check_positive(tol, "tol")
+    if isinstance(beta, bool) or not isinstance(beta, int | float) or not 0 < beta < 1:
+        raise ValueError(f"beta must be a number in (0, 1), got {beta!r}")
+    if not isinstance(W, torch.Tensor) or W.ndim != 2:
+        raise ValueError(f"W must be a matrix (m, n), got {W!r:.60}")
+    if not bool((W != 0).any()):
+        raise ValueError("W must be nonzero: a zero matrix has no orthonormal polar factor")
     return _bjorck_steps(W / spectral_norm_gram(W, 2), iterations, tol, beta, grad_iterations)[0]
 
 
@@ -186,6 +204,9 @@ class Bjorck(_EvalCache):
 
     def __init__(self, iterations: int = 25, tol: float = 1e-6, stride: int = 1):
         super().__init__()
+        check_count(iterations, "iterations", minimum=1)
+        check_positive(tol, "tol")
+        check_count(stride, "stride", minimum=1)
         self.iterations, self.tol, self.stride = iterations, tol, stride
         self._u: torch.Tensor | None = None
 

@@ -44,9 +44,11 @@ def spectral_norm_power(
     :math:`\sigma = \|W u\|`.
 
     Returns ``(sigma, u)``; pass ``u`` back to warm-start. :math:`\sigma \le \sigma_1(W)` always
-    (it is :math:`\|Wu\|` for a unit :math:`u`): a **lower** bound, which only approaches
-    :math:`\sigma_1` at the rate :math:`(\sigma_2/\sigma_1)^{2t}`. ``W`` ``(..., m, n)``, real or
-    complex.
+    (it is :math:`\|Wu\|` for a unit :math:`u`): a **lower** bound. After :math:`t` steps the
+    angle between :math:`u_t` and the top right singular vector shrinks like
+    :math:`(\sigma_2/\sigma_1)^{2t}`, and the estimate (a Rayleigh quotient of :math:`W^\top W`)
+    is off by a relative error of order :math:`(\sigma_2/\sigma_1)^{4t}`: slow only when the top two
+    singular values are close. ``W`` ``(..., m, n)``, real or complex.
     """
     check_count(iterations, "iterations", minimum=1)
     W = W.detach()
@@ -77,6 +79,7 @@ def spectral_norm_gram(W: torch.Tensor, iterations: int = 6) -> torch.Tensor:
     log_scale = torch.zeros(W.shape[:-2], dtype=W.real.dtype, device=W.device)  # (...)
     for _ in range(iterations):
         r = _frobenius(G)  # (...)
+        r = torch.where(r > 0, r, torch.ones_like(r))  # a zero block stays 0, bound 0 (not NaN)
         G = G / r[..., None, None]
         log_scale = 2 * (log_scale + torch.log(r))
         G = G.mH @ G
@@ -142,10 +145,15 @@ def conv_spectrum_fft(K: torch.Tensor, n: int) -> torch.Tensor:
     return torch.linalg.svdvals(blocks).flatten().sort(descending=True).values
 
 
-def conv_norm_fft(K: torch.Tensor, n: int) -> torch.Tensor:
+def conv_norm_fft(K: torch.Tensor, n: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     r"""The exact norm of the circular, stride-1 convolution on :math:`n\times n` inputs:
-    :math:`\max_\omega \sigma_1(\hat K(\omega))` by a batched SVD of the one-sided blocks."""
-    blocks = conv_fft_blocks(K.detach().double(), n)
+    :math:`\max_\omega \sigma_1(\hat K(\omega))` by a batched SVD of the one-sided blocks.
+
+    ``dtype``: the real precision of the computation, float64 by default (the reference value);
+    pass ``torch.float32`` to time it against float32 estimates at equal precision."""
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+    blocks = conv_fft_blocks(K.detach().to(dtype), n)
     return torch.linalg.matrix_norm(blocks, ord=2).max()
 
 
@@ -180,20 +188,26 @@ def conv_norm_power(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Power iteration on the real operator :math:`A = ` ``conv2d(·, K, stride, padding)`` on
     ``(C_in, n, n)`` inputs, with :math:`A^\top` = ``conv_transpose2d`` (its adjoint, with the
-    ``output_padding`` that restores the input size). Returns ``(sigma, u)``; ``sigma`` is a lower
-    bound of :math:`\|A\|_2` that converges to it: the reference for every other estimate."""
+    ``output_padding`` that restores the input size, per spatial dimension for a
+    :math:`k_1 \ne k_2` kernel). Returns ``(sigma, u)``; ``sigma`` is a lower bound of
+    :math:`\|A\|_2` that converges to it: the reference for every other estimate."""
     _check_kernel(K)
     check_count(iterations, "iterations", minimum=1)
+    check_count(stride, "stride", minimum=1)
+    check_count(padding, "padding", minimum=0)
+    check_count(n, "n", minimum=1)
     if n + 2 * padding < max(K.shape[-2:]):
         raise ValueError(f"input size n + 2*padding must be >= the kernel size, got n={n}")
     K = K.detach()
-    out = (n + 2 * padding - K.shape[-1]) // stride + 1
-    extra = n - ((out - 1) * stride - 2 * padding + K.shape[-1])  # output_padding of A^T
+    out = [(n + 2 * padding - k) // stride + 1 for k in K.shape[-2:]]  # per dimension
+    extra = tuple(  # output_padding of A^T, per dimension: (n + 2p - k) mod s
+        n - ((o - 1) * stride - 2 * padding + k) for o, k in zip(out, K.shape[-2:], strict=True)
+    )
     if u is None:
         gen = torch.Generator(device=K.device).manual_seed(0)
         u = torch.randn(1, K.shape[1], n, n, generator=gen, device=K.device).to(K.dtype)
     for _ in range(iterations):
-        v = F.conv2d(u, K, stride=stride, padding=padding)  # (1, C_out, out, out)
+        v = F.conv2d(u, K, stride=stride, padding=padding)  # (1, C_out, out_1, out_2)
         u = F.conv_transpose2d(v, K, stride=stride, padding=padding, output_padding=extra)
         u = u / u.norm().clamp_min(1e-30)  # (1, C_in, n, n)
     return F.conv2d(u, K, stride=stride, padding=padding).norm(), u

@@ -33,8 +33,14 @@ def hkr_loss(logits: torch.Tensor, y: torch.Tensor, alpha: float, margin: float)
     :math:`\mathrm{hinge} = \frac{1}{BK}\sum_{i,k} w_{ik}\,\max(0, m/2 - s_{ik} f_k(x_i))` with
     the positive terms weighted by :math:`w = K-1`, and
     :math:`\mathrm{KR} = \frac1K \sum_k \big(\mathrm{mean}_{y_i = k} f_k(x_i) -
-    \mathrm{mean}_{y_i \ne k} f_k(x_i)\big)` (a class absent from the batch contributes 0).
-    The hinge uses **half** the margin, :math:`m/2`, as both deel libraries do.
+    \mathrm{mean}_{y_i \ne k} f_k(x_i)\big)`. The hinge uses **half** the margin, :math:`m/2`, as
+    both deel libraries do.
+
+    **Deviation from deel-torchlip** (``kr_loss``): a class :math:`k` absent from the batch (or
+    the only class in it) contributes **0** to our KR term, whereas deel-torchlip's empty mean
+    makes its term :math:`-\mathrm{mean}_i f_k(x_i)` there. With full batches of balanced classes
+    (the course's training) the two agree; on a batch missing a class they differ. Kept because
+    the course's trained models use it (``tests/test_constrained.py`` pins both behaviours).
 
     Why this convention: it is the PyTorch peer we test against, and :math:`\alpha \in [0,1]` is
     a convex mix. deel-lip (TensorFlow) writes :math:`-\mathrm{KR} + \alpha'\,\mathrm{hinge}`

@@ -70,8 +70,10 @@ def jacobian_spectral_norm_power(
     :math:`v_i`), and returns :math:`\|J_i v_i\|`. Both products are reverse-mode: :math:`J v`
     is the derivative of the linear map :math:`u \mapsto v^\top J^\top u` (the "double-backward"
     trick), so no forward-mode support is needed. This is
-    a Rayleigh quotient: it never exceeds the exact value and converges to it (geometrically, at
-    the rate :math:`(\sigma_2/\sigma_1)^2`). Cost ``2 * iters`` passes whatever the number of
+    a Rayleigh quotient: it never exceeds the exact value and converges to it geometrically: after
+    :math:`t` steps :math:`v`'s angle to the top singular vector shrinks like
+    :math:`(\sigma_2/\sigma_1)^{2t}` and the estimate's relative error like
+    :math:`(\sigma_2/\sigma_1)^{4t}`. Cost ``2 * iters`` passes whatever the number of
     outputs. ``seed`` fixes the random start; ``model`` must treat samples independently.
     """
     check_batch(x, "x")

@@ -18,6 +18,7 @@ from ..lipschitz.constrained import GroupSort, bjorck_linear, spectral_normalize
 from ..lipschitz.losses import hkr_loss_fn, tau_cross_entropy_fn
 from ..models import mlp
 from ..train import fit
+from ..validate import check_choice
 from .trainers import Recipe, train_mnist, train_moons
 
 TRAINING_MODULES = (constrained, layer_norms, losses)
@@ -39,6 +40,7 @@ def bjorck_mlp(
     in_dim: int, hidden: tuple[int, ...], num_classes: int, activation: str = "groupsort"
 ) -> nn.Sequential:
     """Björck-orthonormal linear layers with GroupSort-2 (or ReLU) in between: 1-Lipschitz."""
+    check_choice(activation, "activation", ("groupsort", "relu"))
     layers: list[nn.Module] = [nn.Flatten()]
     widths = [in_dim, *hidden]
     for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
@@ -50,6 +52,7 @@ def bjorck_mlp(
 
 def _loss(s: dict):
     """The training loss named by ``s["loss"]``: cross-entropy, hKR or τ-CE."""
+    check_choice(s["loss"], 's["loss"]', ("ce", "hkr", "tau"))
     if s["loss"] == "hkr":
         return hkr_loss_fn(HKR_ALPHA, s["margin"])
     if s["loss"] == "tau":
