@@ -7,9 +7,12 @@ curvature regularization, and vice versa", Fig. 1) plots the loss of one image o
 
 where :math:`u` is the (sign of the) loss gradient, the direction an attack climbs, and :math:`v` a
 random direction. Both directions here have unit :math:`\ell_\infty` norm (entries :math:`\pm 1`),
-so the axes :math:`a, b` read directly as :math:`\ell_\infty` budgets :math:`\varepsilon`. Points
-are *not* clipped to [0, 1] (as in the paper's figures): the landscape is a property of the
-function, not of the threat model.
+so each axis alone reads as an :math:`\ell_\infty` budget. The plane meets the ball
+:math:`\|\delta\|_\infty \le \varepsilon` in a **diamond**, not a square: when the pixels show all
+four sign patterns of :math:`(u_i, v_i)`, :math:`\|a u + b v\|_\infty = |a| + |b|`
+(:func:`linf_section` computes the section for any pair of directions). Points are *not* clipped to
+[0, 1] (as in the paper's figures): the landscape is a property of the function, not of the
+threat model.
 
 Curvature is measured by the top eigenvalues of the input Hessian
 :math:`\nabla_x^2 \ell(f(x), y)`, computed per sample with Hessian-vector products (double
@@ -25,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attacks import input_gradient
-from .validate import check_batch, check_choice, check_count, check_labels
+from .validate import check_batch, check_choice, check_count, check_labels, check_nonnegative
 
 PerSampleLoss = Callable[[torch.Tensor], torch.Tensor]  # (B, ...) -> (B,)
 
@@ -50,6 +53,33 @@ def random_direction(
         return torch.where(g >= 0, 1.0, -1.0).to(like.dtype)
     flat = g.flatten(1)  # (B, d)
     return (flat * (flat.shape[1] ** 0.5) / flat.norm(dim=1, keepdim=True)).view_as(like)
+
+
+@torch.no_grad()
+def linf_section(
+    u: torch.Tensor, v: torch.Tensor, eps: float, n_angles: int = 360
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The boundary of the plane's section of the :math:`\ell_\infty` ball of radius ``eps``:
+    points :math:`(a_k, b_k)` with :math:`\|a_k u + b_k v\|_\infty = \varepsilon`, one per angle
+    :math:`\theta_k` (``n_angles`` evenly spaced from 0, a multiple of 4 hits the axes and the
+    diagonals), closed (the last point repeats the first). Along the ray :math:`\theta` the
+    boundary is at :math:`r = \varepsilon / \|\cos\theta\, u + \sin\theta\, v\|_\infty`. For
+    sign vectors with all four sign patterns the section is the diamond
+    :math:`|a| + |b| \le \varepsilon`. ``u``, ``v`` are one input each, of the same shape."""
+    check_nonnegative(eps, "eps")
+    check_count(n_angles, "n_angles", minimum=4)
+    if u.shape != v.shape:
+        raise ValueError(
+            f"u and v must have the same shape, got {tuple(u.shape)} and {tuple(v.shape)}"
+        )
+    theta = torch.arange(n_angles + 1, dtype=torch.float64) * (2 * torch.pi / n_angles)  # (n+1,)
+    cos, sin = theta.cos(), theta.sin()
+    U, V = u.flatten().double().cpu(), v.flatten().double().cpu()  # (d,)
+    if torch.linalg.matrix_rank(torch.stack([U, V])) < 2:
+        raise ValueError("u and v must span a plane (linearly independent, nonzero)")
+    norm = (cos[:, None] * U + sin[:, None] * V).abs().amax(1)  # (n+1,), > 0
+    r = eps / norm
+    return r * cos, r * sin
 
 
 @torch.no_grad()

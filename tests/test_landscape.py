@@ -125,3 +125,41 @@ def test_the_chapter_recipes_are_registered():
     assert all(f"moons_trades_b{b:g}" in zoo.RECIPES for b in zoo.regularization.TRADES_TOY_BETAS)
     # the cache key covers the regularizers' code (and not the landscape, which trains nothing)
     assert set(zoo.regularization.TRAINING_MODULES) == {regularizers, trades, tla, consistency}
+
+
+def test_the_drawn_linf_section_is_the_diamond_at_norm_eps_in_pixel_space(random_cnn):
+    from course_lib.landscape import linf_section
+    from course_lib.viz.landscape import linf_diamond
+
+    model, x, y = random_cnn
+    u = gradient_sign_direction(model, x[:1], y[:1])[0]
+    v = random_direction(x[:1], generator=torch.Generator().manual_seed(3))[0]
+    eps = 0.1
+    # the drawn diamond: every vertex and edge midpoint has l_inf norm eps in pixel space
+    da, db = (torch.tensor(t, dtype=torch.float64) for t in linf_diamond(eps))
+    mids_a, mids_b = (da[:-1] + da[1:]) / 2, (db[:-1] + db[1:]) / 2
+    for pa, pb in [(da, db), (mids_a, mids_b)]:
+        delta = pa[:, None] * u.flatten().double() + pb[:, None] * v.flatten().double()
+        assert torch.allclose(delta.abs().amax(1), torch.full_like(pa, eps))
+    # the ray-cast section of the same directions lies on the diamond |a| + |b| = eps
+    sa, sb = linf_section(u, v, eps, n_angles=64)
+    delta = sa[:, None] * u.flatten().double() + sb[:, None] * v.flatten().double()
+    assert torch.allclose(delta.abs().amax(1), torch.full_like(sa, eps))
+    assert torch.allclose(sa.abs() + sb.abs(), torch.full_like(sa, eps))
+    # a square corner (eps, eps) lies outside the ball: norm 2 eps
+    assert torch.isclose((eps * u + eps * v).abs().max(), torch.tensor(2 * eps))
+
+
+def test_linf_section_is_the_square_for_disjoint_supports():
+    from course_lib.landscape import linf_section
+
+    u, v = torch.tensor([1.0, 0.0, -1.0, 0.0]), torch.tensor([0.0, 1.0, 0.0, 1.0])
+    a, b = linf_section(u, v, 0.2, n_angles=8)  # rays at multiples of 45 degrees
+    assert torch.allclose(torch.maximum(a.abs(), b.abs()), torch.full_like(a, 0.2))
+    assert torch.allclose(a[1], torch.tensor(0.2, dtype=a.dtype))  # the corner (0.2, 0.2)
+    with pytest.raises(ValueError, match="same shape"):
+        linf_section(u, v[:3], 0.2)
+    with pytest.raises(ValueError, match="span"):
+        linf_section(u, 2 * u, 0.2)
+    with pytest.raises(ValueError, match="eps"):
+        linf_section(u, v, -1.0)

@@ -205,3 +205,69 @@ def test_consistency_loss_runs_and_checks(random_cnn):
         consistency_loss(0.3, tau=0.0)
     with pytest.raises(ValueError, match="lam"):
         consistency_loss(0.3, lam=-1.0)
+
+
+def test_bad_input_names_the_argument(random_cnn):
+    from torch import nn
+
+    from course_lib.defenses.regularizers import cure_regularizer
+
+    class Plain(nn.Module):  # the same network, but not an nn.Sequential
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return self.net(x)
+
+    z = torch.randn(4, 10)
+    with pytest.raises(ValueError, match="z1 and z2"):
+        js_divergence(z, z[:3])
+    with pytest.raises(ValueError, match="z1"):
+        js_divergence(z[0], z[0])
+    with pytest.raises(ValueError, match="x must be a batch of images"):
+        random_affine(torch.rand(4, 28, 28))
+    with pytest.raises(ValueError, match="max_shift"):
+        random_affine(torch.rand(4, 1, 28, 28), max_shift=-1.0)
+    with pytest.raises(ValueError, match="max_degrees"):
+        random_affine(torch.rand(4, 1, 28, 28), max_degrees=-1.0)
+    with pytest.raises(ValueError, match="a and b"):
+        angular_distance(z, z[:, :5])
+    with pytest.raises(ValueError, match="f_a and f_p and f_n"):
+        triplet_loss(z, z, z[:2], margin=0.1)
+    labels = torch.arange(4)
+    with pytest.raises(ValueError, match="y_anchor"):
+        hardest_negative(z, z, labels[:3], labels)
+    with pytest.raises(ValueError, match="y_pool"):
+        hardest_negative(z, z, labels, labels[:2])
+    with pytest.raises(ValueError, match="anchor and pool"):
+        hardest_negative(z, z[:, :5], labels, labels)
+    with pytest.raises(ValueError, match="layer"):
+        tla_loss(0.1, layer=0)
+    model, x, y = random_cnn
+    with pytest.raises(ValueError, match="nn.Sequential"):
+        tla_loss(0.1, steps=1)(Plain(model), x, y)
+    with pytest.raises(ValueError, match="layer"):
+        tla_loss(0.1, steps=1, layer=len(model))(model, x, y)
+    with pytest.raises(ValueError, match="alpha"):
+        trades_loss(1.0, 0.1, alpha=0.0)
+    with pytest.raises(ValueError, match="pixels"):
+        trades_attack(model, x + 2, 0.1)
+    with pytest.raises(ValueError, match="pixels"):
+        cure_regularizer(0.1)(model, x - 1, y)
+    with pytest.raises(ValueError, match="pixels"):
+        error_decomposition(model, x * 3 + 1, y, lambda m, a, b: a)
+    with pytest.raises(ValueError, match="batch sizes differ"):
+        error_decomposition(model, x, y[:1], lambda m, a, b: a)
+
+
+def test_error_decomposition_masks_agree_with_the_rates(random_cnn):
+    model, x, y = random_cnn
+    flip = lambda m, a, b: 1 - a  # noqa: E731  (an "attack" that changes many predictions)
+    d = error_decomposition(model, x, y, flip)
+    assert d["clean_correct"].shape == d["robust_correct"].shape == y.shape
+    assert d["natural"] == pytest.approx(1 - d["clean_correct"].float().mean().item())
+    assert d["robust"] == pytest.approx(1 - d["robust_correct"].float().mean().item())
+    assert d["robust"] == pytest.approx(d["natural"] + d["boundary"])
+    assert 0 <= d["robust"] <= 1
+    assert not (d["robust_correct"] & ~d["clean_correct"]).any()

@@ -30,6 +30,13 @@ def js_divergence(z1: torch.Tensor, z2: torch.Tensor, tau: float = 1.0) -> torch
     is clamped at :math:`\ln 10^{-8}` and there is no :math:`\tau^2` factor.
     """
     check_positive(tau, "tau")
+    for name, z in (("z1", z1), ("z2", z2)):
+        if not isinstance(z, torch.Tensor) or z.ndim != 2 or z.shape[0] == 0:
+            raise ValueError(f"{name} must be a batch of logits of shape (B, K), got {_shape(z)}")
+    if z1.shape != z2.shape:
+        raise ValueError(
+            f"z1 and z2 must have the same shape (B, K), got {_shape(z1)} and {_shape(z2)}"
+        )
     p1, p2 = F.softmax(z1 / tau, dim=1), F.softmax(z2 / tau, dim=1)  # (B, K)
     log_m = ((p1 + p2) / 2).clamp_min(1e-8).log()
     kl1 = F.kl_div(log_m, p1, reduction="none").sum(1)  # KL(p1 || m), (B,)
@@ -41,6 +48,10 @@ def random_affine(x: torch.Tensor, max_shift: float = 2.0, max_degrees: float = 
     r"""A random shift of up to ``max_shift`` pixels and rotation of up to ``max_degrees``,
     drawn per image and applied in one batched ``grid_sample`` (bilinear, zero padding: pixels
     stay in [0, 1]). Digits are not flipped: a mirrored 2 is not a 2."""
+    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+        raise ValueError(f"x must be a batch of images (B, C, H, W), got {_shape(x)}")
+    check_nonnegative(max_shift, "max_shift")
+    check_nonnegative(max_degrees, "max_degrees")
     B, _, H, W = x.shape
     angle = (torch.rand(B, device=x.device) * 2 - 1) * math.radians(max_degrees)  # (B,)
     shift = (torch.rand(B, 2, device=x.device) * 2 - 1) * max_shift * 2 / H  # grid units
@@ -50,6 +61,10 @@ def random_affine(x: torch.Tensor, max_shift: float = 2.0, max_degrees: float = 
     )  # (B, 2, 3)
     flow = F.affine_grid(theta, list(x.shape), align_corners=False)  # (B, H, W, 2)
     return F.grid_sample(x, flow, align_corners=False).clamp(0, 1)
+
+
+def _shape(t) -> str:
+    return str(tuple(t.shape)) if isinstance(t, torch.Tensor) else type(t).__name__
 
 
 def consistency_loss(

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..train import cross_entropy_loss
-from ..validate import check_nonnegative, check_positive
+from ..validate import check_batch, check_labels, check_nonnegative, check_pixels, check_positive
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 PerSampleLoss = Callable[[torch.Tensor], torch.Tensor]  # (B, ...) -> (B,)
@@ -51,6 +51,7 @@ def cure_penalty(loss: PerSampleLoss, x: torch.Tensor, h: float) -> torch.Tensor
     losses (the code differentiates the batch-mean loss, which scales every gradient by
     :math:`1/B`), and measure :math:`h` in pixel units (the code: in normalised inputs).
     """
+    check_batch(x)  # any finite batch: ``loss`` need not be a network on pixels
     check_positive(h, "h")
     with torch.enable_grad():
         x0 = x.detach().requires_grad_(True)
@@ -69,6 +70,8 @@ def cure_regularizer(h: float) -> LossFn:
     check_positive(h, "h")
 
     def reg_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        check_pixels(x)
+        check_labels(x, y)
         per_sample = lambda z: F.cross_entropy(model(z), y, reduction="none")  # noqa: E731
         return cure_penalty(per_sample, x, h).mean()
 

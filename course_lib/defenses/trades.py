@@ -17,7 +17,7 @@ from torch import nn
 
 from ..threat import project_linf, step_linf
 from ..train import predict
-from ..validate import check_count, check_nonnegative, check_positive
+from ..validate import check_count, check_labels, check_nonnegative, check_pixels, check_positive
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -52,6 +52,7 @@ def trades_attack(
     of the course this one runs in the model's current mode (the same for models without batch
     norm or dropout, such as the course's).
     """
+    check_pixels(x)
     check_nonnegative(eps, "eps")
     check_count(steps, "steps", minimum=1)
     if alpha is not None:
@@ -77,6 +78,8 @@ def trades_loss(beta: float, eps: float, steps: int = 10, alpha: float | None = 
     check_nonnegative(beta, "beta")
     check_nonnegative(eps, "eps")
     check_count(steps, "steps", minimum=1)
+    if alpha is not None:
+        check_positive(alpha, "alpha")
 
     def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         x_adv = trades_attack(model, x, eps, steps, alpha)
@@ -90,13 +93,24 @@ def error_decomposition(
     x: torch.Tensor,
     y: torch.Tensor,
     attack: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor],
-) -> dict[str, float]:
+) -> dict[str, float | torch.Tensor]:
     r"""Measured :math:`\mathcal R_{nat}` (misclassified), :math:`\mathcal R_{bdy}` (correct, but
     ``attack`` finds a point of the ball with another prediction) and
-    :math:`\mathcal R_{rob} = \mathcal R_{nat} + \mathcal R_{bdy}` on ``(x, y)``. The attack only
-    *finds* boundary points: the measured :math:`\mathcal R_{bdy}` is a lower bound."""
+    :math:`\mathcal R_{rob}` (misclassified or flipped,
+    :math:`= \mathcal R_{nat} + \mathcal R_{bdy}`)
+    on ``(x, y)``, as floats under ``"natural"``, ``"boundary"``, ``"robust"``; and the per-point
+    boolean masks ``"clean_correct"`` and ``"robust_correct"`` ``(N,)`` for paired tests between
+    models scored on the same points. The attack only *finds* boundary points: the measured
+    :math:`\mathcal R_{bdy}` is a lower bound."""
+    check_pixels(x)
+    check_labels(x, y)
     correct = predict(model, x) == y  # (N,)
     flipped = predict(model, attack(model, x, y)) != y  # (N,)
-    nat = (~correct).float().mean().item()
-    bdy = (correct & flipped).float().mean().item()
-    return {"natural": nat, "boundary": bdy, "robust": nat + bdy}
+    robust_correct = correct & ~flipped  # (N,)
+    return {
+        "natural": (~correct).float().mean().item(),
+        "boundary": (correct & flipped).float().mean().item(),
+        "robust": (~robust_correct).float().mean().item(),
+        "clean_correct": correct,
+        "robust_correct": robust_correct,
+    }

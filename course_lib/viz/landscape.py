@@ -13,6 +13,12 @@ import torch
 from .plotly_twin import slider_figure
 
 
+def linf_diamond(eps: float) -> tuple[list[float], list[float]]:
+    """The closed diamond ``|a| + |b| = eps``: the l_inf ball's section with the plane spanned by
+    two sign vectors that show all four sign patterns."""
+    return [eps, 0.0, -eps, 0.0, eps], [0.0, eps, 0.0, -eps, 0.0]
+
+
 def landscape_contours(
     a: torch.Tensor,
     b: torch.Tensor,
@@ -21,10 +27,14 @@ def landscape_contours(
     eps: float | None = None,
     xlabel: str = "a (gradient sign)",
     ylabel: str = "b (random)",
+    sections: Mapping[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
 ):
     """One filled contour map per surface ``(len(b), len(a))``, side by side on a shared colour
     scale (blue: low loss, red: high loss, as in the lecture's figure). ``eps`` draws the
-    l_inf square of that budget. Returns the figure."""
+    section of the l_inf ball of that budget with the plane: the diamond ``|a| + |b| <= eps``,
+    exact when ``u`` and ``v`` are sign vectors with all four sign patterns among the pixels (see
+    :func:`course_lib.landscape.linf_section`). ``sections`` (name -> boundary points ``(a, b)``
+    from ``linf_section``) draws each surface's own section instead. Returns the figure."""
     names = list(surfaces)
     vmax = vmax if vmax is not None else max(float(s.max()) for s in surfaces.values())
     fig, axes = plt.subplots(1, len(names), figsize=(3.9 * len(names), 3.4), squeeze=False)
@@ -35,8 +45,10 @@ def landscape_contours(
         ax.contour(
             a.cpu().numpy(), b.cpu().numpy(), z, levels=levels[::4], colors="k", linewidths=0.4
         )
-        if eps is not None:
-            ax.plot([-eps, eps, eps, -eps, -eps], [-eps, -eps, eps, eps, -eps], "k--", lw=0.8)
+        if sections is not None:
+            ax.plot(*(t.cpu().numpy() for t in sections[name]), "k--", lw=0.8)
+        elif eps is not None:
+            ax.plot(*linf_diamond(eps), "k--", lw=0.8)
         ax.plot(0, 0, "k*", ms=8)
         ax.set(title=name, xlabel=xlabel, ylabel=ylabel, aspect="equal")
         ax.grid(False)
