@@ -35,7 +35,7 @@ SETTINGS: dict[str, dict] = {
         "reg_pgd_steps": 20,
         "reg_pgd_restarts": 2,
         "landscape_resolution": 101,
-        "curvature_digits": 50,
+        "curvature_digits": 25,
         "curvature_iters": 10,
         # chapter 5 part 2 (Lipschitz nets): random kernels in the norm table, digits certified,
         # soundness attack (l2 PGD on the margin inside 0.999 r): images, steps, restarts
