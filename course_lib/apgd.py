@@ -36,7 +36,9 @@ _TINY = 1e-12  # as in the reference code
 
 def dlr_loss(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     r"""Untargeted DLR loss per sample, :math:`-(z_y - \max_{i\ne y} z_i)/(z_{\pi_1} - z_{\pi_3}
-    + 10^{-12})`. ``z`` is ``(B, K)`` with ``K >= 3``; returns ``(B,)``."""
+    + 10^{-12})`. ``z`` is ``(B, K)`` with ``K >= 3`` (it needs a third-largest logit; a
+    binary model has none); returns ``(B,)``."""
+    _check_classes(z, 3, "dlr_loss")
     z_sorted, order = z.sort(dim=1)  # ascending: (B, K)
     y_is_top = (order[:, -1] == y).float()  # (B,)
     z_y = z.gather(1, y[:, None]).squeeze(1)
@@ -46,10 +48,20 @@ def dlr_loss(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def dlr_loss_targeted(z: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     r"""Targeted DLR loss per sample, :math:`-(z_y - z_t)/(z_{\pi_1} - \frac12(z_{\pi_3} +
-    z_{\pi_4}) + 10^{-12})`. ``z`` is ``(B, K)`` with ``K >= 4``; returns ``(B,)``."""
+    z_{\pi_4}) + 10^{-12})`. ``z`` is ``(B, K)`` with ``K >= 4`` (it needs a fourth-largest
+    logit); returns ``(B,)``."""
+    _check_classes(z, 4, "dlr_loss_targeted")
     z_sorted, _ = z.sort(dim=1)  # (B, K)
     z_y, z_t = z.gather(1, y[:, None]).squeeze(1), z.gather(1, t[:, None]).squeeze(1)
     return -(z_y - z_t) / (z_sorted[:, -1] - 0.5 * (z_sorted[:, -3] + z_sorted[:, -4]) + _TINY)
+
+
+def _check_classes(z: torch.Tensor, minimum: int, loss: str) -> None:
+    if z.ndim != 2 or z.shape[1] < minimum:
+        raise ValueError(
+            f"{loss} needs logits z of shape (B, K) with K >= {minimum} classes, "
+            f"got shape {tuple(z.shape)}"
+        )
 
 
 def checkpoints(steps: int) -> list[int]:
@@ -150,9 +162,11 @@ def apgd(
     Each restart starts from a random point of the ball (for :math:`\ell_\infty` a uniform draw
     rescaled so that its largest coordinate reaches :math:`\varepsilon`, as in the reference
     code) and runs only on the samples no earlier restart fooled. Per sample, returns an iterate
-    that fools the model if any did, else the highest-loss iterate (never below the start's loss).
-    Deviation from the reference: it returns the clean input for samples it did not fool; we
-    return the best point found, which makes the attack chainable.
+    that fools the model if any did, else the highest-loss iterate of the **last** restart (never
+    below that restart's starting loss; with ``restarts > 1`` the best points of earlier restarts
+    are not kept, so the returned loss may be below an earlier restart's best). Deviation from the
+    reference: it returns the clean input for samples it did not fool; we return the best point
+    found, which makes the attack chainable. ``loss="dlr"`` needs a model with at least 3 classes.
     """
     _check(x, y, eps, steps, norm, restarts)
     check_choice(loss, "loss", APGD_LOSSES)
@@ -175,9 +189,21 @@ def apgd_targeted(
     r"""APGD-T: APGD on the targeted DLR loss, once for each of the ``n_target_classes`` classes
     ranked highest by the clean logits after the top one (AutoAttack: 9 targets, 1 restart each),
     each run on the samples no earlier target fooled. Returns per sample a fooling point if any
-    run found one, else the last run's highest-loss point."""
+    run found one, else the last run's highest-loss point. Needs a model with ``K >= 4`` classes
+    (the targeted DLR loss) and ``1 <= n_target_classes <= K - 1``."""
     _check(x, y, eps, steps, norm, 1)
     check_count(n_target_classes, "n_target_classes", minimum=1)
+    with torch.no_grad():
+        num_classes = model(x[:1]).shape[1]
+    if num_classes < 4:
+        raise ValueError(
+            f"apgd_targeted needs a model with K >= 4 classes (targeted DLR), got K = {num_classes}"
+        )
+    if n_target_classes > num_classes - 1:
+        raise ValueError(
+            f"n_target_classes must be in [1, K - 1] = [1, {num_classes - 1}], "
+            f"got {n_target_classes}"
+        )
     if eps == 0:
         return x.clone()
 

@@ -6,8 +6,10 @@ classified, so a sample counts as robust only if no attack fooled it:
 .. math::  \mathrm{acc}_{\text{worst}}(\varepsilon) = \frac1N \sum_i
            \mathbb 1\big[f(x_i) = y_i \ \wedge\ \forall a:\ f(a(x_i)) = y_i\big],
 
-an upper bound on the true robust accuracy at :math:`\varepsilon` that is never above the best
-single attack's. :func:`standard_attacks` is AutoAttack's gradient pair, APGD-CE then APGD-T
+an upper bound on the true robust accuracy at :math:`\varepsilon`. For deterministic attacks it is
+never above the best single attack's; attacks with random starts draw different starts when they
+run on the subset left by earlier attacks, so that holds only up to their randomness.
+:func:`standard_attacks` is AutoAttack's gradient pair, APGD-CE then APGD-T
 (:mod:`course_lib.apgd`).
 """
 
@@ -45,7 +47,9 @@ def robust_accuracy_worst_case(
     ``attack(model, x, y, eps) -> x_adv``), run in order on the samples that every earlier attack
     left correctly classified (as AutoAttack does). A sample counts as robust only if it is
     classified correctly and no attack fooled it: the result is an upper bound on the robust
-    accuracy at ``eps``, never above the best single attack's."""
+    accuracy at ``eps``. For deterministic attacks it is never above the best single attack's;
+    randomised attacks (random starts) run on a subset draw other starts than when run alone, so
+    for them that holds only up to their randomness."""
     check_pixels(x)
     check_labels(x, y)
     check_nonnegative(eps, "eps")

@@ -109,6 +109,8 @@ def test_general_at_trains_and_calls_back():
         (lambda m, x, y: pgd_early_stopped(m, x, y, 0.1, steps=0), "steps"),
         (lambda m, x, y: pgd_early_stopped(m, x, y, 0.1, tau=-1), "tau"),
         (lambda m, x, y: fat_loss(0.1, tau=-2), "tau"),
+        (lambda m, x, y: fat_loss(-0.1), "eps"),
+        (lambda m, x, y: fat_loss(0.1, alpha=0.0), "alpha"),
         (lambda m, x, y: fgsm_at_loss(-0.1), "eps"),
         (lambda m, x, y: general_at(m, x, y, pgd_attack(0.1), 1, subset=1.5), "subset"),
         (lambda m, x, y: general_at(m, x, y, pgd_attack(0.1), 0), "rounds"),
@@ -162,3 +164,21 @@ def test_cat_rejects_bad_arguments():
         CustomizedAT(y, eps_max=0.1, eta=0.0, c=1.0)
     with pytest.raises(ValueError, match="c \\* eps_max"):
         CustomizedAT(y, eps_max=0.3, eta=0.01, c=10.0)
+
+
+def test_cat_soft_labels_and_per_sample_pgd_reject_bad_input(random_cnn):
+    from course_lib.defenses.cat import cat_soft_labels, pgd_per_sample_eps
+
+    y = torch.tensor([0, 1])
+    with pytest.raises(ValueError, match="eps_i"):
+        cat_soft_labels(y, torch.tensor([0.1, -0.01]), 10, c=1.0)
+    with pytest.raises(ValueError, match="c"):
+        cat_soft_labels(y, torch.tensor([0.1, 0.0]), 10, c=-1.0)
+    with pytest.raises(ValueError, match="c \\* eps_i"):  # no silent clamping
+        cat_soft_labels(y, torch.tensor([0.3, 0.0]), 10, c=5.0)
+    model, x, yy = random_cnn
+    eps_i = torch.full((x.shape[0],), 0.1)
+    with pytest.raises(ValueError, match="steps"):
+        pgd_per_sample_eps(model, x, yy, eps_i, steps=0)
+    with pytest.raises(ValueError, match="eps_i"):
+        pgd_per_sample_eps(model, x, yy, -eps_i, steps=2)

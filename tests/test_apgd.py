@@ -207,3 +207,23 @@ def test_worst_case_when_the_first_attack_fools_everything(random_cnn):
     y_wrong = (y + 1) % 10
     wc = robust_accuracy_worst_case(model, x, y_wrong, 0.1, attacks)
     assert wc.accuracy == 0.0 and wc.after == {"always": 0.0, "never": 0.0}
+
+
+def test_dlr_losses_reject_too_few_classes(random_cnn):
+    z2, y = torch.randn(4, 2), torch.tensor([0, 1, 0, 1])
+    with pytest.raises(ValueError, match="K >= 3"):
+        dlr_loss(z2, y)
+    with pytest.raises(ValueError, match="K >= 4"):
+        dlr_loss_targeted(torch.randn(4, 3), y, (y + 1) % 3)
+    binary = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2, 2))
+    x = torch.rand(4, 2)
+    with pytest.raises(ValueError, match="dlr_loss needs"):
+        apgd(binary, x, y, 0.1, loss="dlr", steps=2)
+    with pytest.raises(ValueError, match="K >= 4"):
+        apgd_targeted(binary, x, y, 0.1, steps=2, n_target_classes=1)
+
+
+def test_apgd_targeted_rejects_more_targets_than_wrong_classes(random_cnn):
+    model, x, y = random_cnn  # 10 classes: at most 9 target classes
+    with pytest.raises(ValueError, match="n_target_classes"):
+        apgd_targeted(model, x, y, 0.1, steps=2, n_target_classes=10)

@@ -21,7 +21,7 @@ from torch import nn
 from ..attacks import _check_attack_args, input_gradient
 from ..threat import THREATS
 from ..train import LossFn
-from ..validate import check_count
+from ..validate import check_count, check_nonnegative, check_positive
 
 
 def pgd_early_stopped(
@@ -89,8 +89,11 @@ def fat_loss(eps: float, steps: int = 10, tau: int = 0, alpha: float | None = No
     :math:`\frac1B\sum_i \ell(f_\theta(\tilde x_i), y_i)`. As :func:`pgd_at_loss`, the attack runs
     on the model in its current (training) mode; the reference attacks in eval mode (the same for
     networks without BatchNorm or dropout, such as the course's CNN)."""
+    check_nonnegative(eps, "eps")
     check_count(tau, "tau", minimum=0)
     check_count(steps, "steps", minimum=1)
+    if alpha is not None:
+        check_positive(alpha, "alpha")
 
     def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         x_adv = pgd_early_stopped(model, x, y, eps, steps, tau, alpha=alpha)
