@@ -99,20 +99,18 @@ def test_math_is_typeset_offline(page):
     page.wait_for_function(f"() => {typeset}", timeout=20_000)
 
 
-ANY_WIDGET_VISIBLE = (
-    "[...document.querySelectorAll('.jupyter-widgets')]"
-    ".some(e => e.getClientRects().length > 0 && getComputedStyle(e).visibility !== 'hidden')"
-)
-
-
 def test_saved_widgets_render_offline(page):
     views = page.locator('script[type="application/vnd.jupyter.widget-view+json"]')
     if views.count() == 0:
         return  # a page without widgets
-    # a finished progress bar (tqdm, while the zoo trains a model) is saved hidden: wait for any
-    # widget that is drawn, then check that every saved view was rendered
-    page.wait_for_function(f"() => {ANY_WIDGET_VISIBLE}", timeout=20_000)
-    assert page.locator(".jupyter-widgets").count() >= views.count()
+    # every saved view is drawn by the offline widget manager (a finished tqdm bar of a model the
+    # zoo trained is drawn too, hidden, so the count is the check, not the visibility; the
+    # primer's slider is checked visible in test_the_site_has_saved_widgets)
+    page.wait_for_function(
+        "n => document.querySelectorAll('.jupyter-widgets').length >= n",
+        arg=views.count(),
+        timeout=20_000,
+    )
 
 
 def test_the_site_has_saved_widgets(browser, site_url):
