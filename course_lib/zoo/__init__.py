@@ -43,6 +43,7 @@ from . import (
     primer,
     regularization,
     smoothing,
+    splines,
     trainers,
 )
 from .smoothing import MACER_TOY_GRID, SMOOTH_MNIST_SIGMAS, SMOOTH_TOY_SIGMAS
@@ -77,6 +78,7 @@ CHAPTERS = (
     regularization,
     smoothing,
     lipschitz_nets,
+    splines,
 )
 RECIPES: dict[str, Recipe] = {}
 _EXTRA_MODULES: dict[str, tuple[ModuleType, ...]] = {}
