@@ -30,7 +30,7 @@ from .trainers import Recipe, train_moons
 TRAINING_MODULES = (constrained, losses, splines)
 
 SPLINE_KNOTS = (5, 11, 21, 41)  # knot counts of the widget grid (range [-1, 1])
-SPLINE_TV = (0.0, 1e-3, 1e-2)  # TV(2) weights of the widget grid
+SPLINE_TV = (0.0, 1e-5, 1e-4, 1e-3)  # TV(2) weights of the widget grid
 TOY_TV = 1e-4  # TV(2) weight of the moons spline net
 FIT_TV = 0.0  # the 1-D comparison fits by plain least squares, like abs_bjorck_*
 
@@ -58,11 +58,10 @@ def bjorck_spline_mlp(
     layers: list[nn.Module] = [nn.Flatten()]
     widths = [in_dim, *hidden]
     for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
-        act = {
-            "spline": lambda: LinearSpline(w_out, knots, range_, "relu"),
-            "groupsort": lambda: GroupSort(2),
-            "relu": nn.ReLU,
-        }[activation]()
+        if activation == "spline":
+            act: nn.Module = LinearSpline(w_out, knots, range_, "relu")
+        else:
+            act = GroupSort(2) if activation == "groupsort" else nn.ReLU()
         layers += [bjorck_linear(w_in, w_out), act]
     layers.append(bjorck_linear(widths[-1], out_dim))
     return nn.Sequential(*layers)
