@@ -37,6 +37,7 @@ from .. import attacks, config, data, models, threat, train
 from ..validate import check_choice
 from . import (
     adversarial_training,
+    gloro,
     lipschitz,
     lipschitz_nets,
     naive_defenses,
@@ -77,6 +78,7 @@ CHAPTERS = (
     regularization,
     smoothing,
     lipschitz_nets,
+    gloro,
 )
 RECIPES: dict[str, Recipe] = {}
 _EXTRA_MODULES: dict[str, tuple[ModuleType, ...]] = {}
