@@ -16,7 +16,13 @@ from course_lib.certify.gloro import (
     gloro_loss_fn,
     gloro_radius,
 )
-from course_lib.certify.topk import certified_k, top_k_sets, topk_margin, topk_radius
+from course_lib.certify.topk import (
+    TopKSetMargin,
+    certified_k,
+    top_k_sets,
+    topk_margin,
+    topk_radius,
+)
 from course_lib.lipschitz.attacks import pgd_l2_margin
 from course_lib.models import mlp
 
@@ -67,13 +73,14 @@ def test_tie_is_never_certified():
         assert (pred == -1).all() and (r == 0).all()
 
 
-def test_certified_iff_radius_above_eps():
+def test_certified_iff_above_bottom_logit_and_iff_radius_above_eps():
     torch.manual_seed(1)
     y, K = torch.randn(500, 5), torch.rand(5, 5) + 0.1
     K = (K + K.T) / 2 * (1 - torch.eye(5))
     for eps in (0.0, 0.1, 0.5):
         pred, r = gloro_certify(y, K, eps)
         assert torch.equal(pred >= 0, r > eps)
+        assert torch.equal(pred >= 0, y.amax(1) > bottom_logit(y, K, eps))
         assert torch.equal(pred[pred >= 0], y.argmax(1)[pred >= 0])
 
 
@@ -134,20 +141,6 @@ def test_topk_tie_at_the_edge_not_certified_and_k1_matches_gloro():
     assert torch.allclose(topk_radius(y, K, 1), gloro_radius(y, K))
 
 
-class _SetMargin(nn.Module):
-    """Two logits [min over the set, max outside it]: label 0 flips iff the top-k set changes."""
-
-    def __init__(self, net: nn.Module, in_set: torch.Tensor) -> None:
-        super().__init__()
-        self.net, self.in_set = net, in_set
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.net(x)
-        inside = y.masked_fill(~self.in_set, torch.inf).amin(1)
-        outside = y.masked_fill(self.in_set, -torch.inf).amax(1)
-        return torch.stack([inside, outside], 1)
-
-
 def test_topk_soundness_no_set_change_inside_radius():
     net = _net(seed=3, C=5)
     torch.manual_seed(0)
@@ -158,7 +151,7 @@ def test_topk_soundness_no_set_change_inside_radius():
     ok = r > 1e-4
     assert ok.sum() > 50
     sets = top_k_sets(y[ok], 2)
-    wrapped = _SetMargin(net, sets)
+    wrapped = TopKSetMargin(net, sets)
     zeros = torch.zeros(int(ok.sum()), dtype=torch.long)
     x_adv = pgd_l2_margin(wrapped, x[ok], zeros, 0.999 * r[ok].float(), steps=40, restarts=3)
     assert torch.equal(top_k_sets(net(x_adv), 2), sets)

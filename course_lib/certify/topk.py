@@ -24,6 +24,7 @@ frozen ones of :meth:`GloroNet.frozen_lipschitz` for a sound certificate).
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from ..validate import check_count
 from .gloro import _check
@@ -66,6 +67,24 @@ def certified_k(logits: torch.Tensor, K: torch.Tensor, eps: float, k_max: int) -
     for k in range(k_max, 0, -1):  # a loop over k (at most C - 1), not over inputs
         out = torch.where(topk_margin(logits, K, eps, k) > 0, k, out)
     return out
+
+
+class TopKSetMargin(nn.Module):
+    r"""Wraps ``net`` with fixed per-sample sets ``in_set`` ``(B, C)`` into two logits
+    :math:`[\min_{j \in T} y_j, \max_{i \notin T} y_i]`: class 0 stays predicted iff the set
+    :math:`T` is still the top-:math:`k` set. Attacking label 0 with
+    :func:`course_lib.lipschitz.attacks.pgd_l2_margin` ascends
+    :math:`\max_{i \notin T} y_i - \min_{j \in T} y_j`: it attacks a top-:math:`k` certificate."""
+
+    def __init__(self, net: nn.Module, in_set: torch.Tensor) -> None:
+        super().__init__()
+        self.net, self.in_set = net, in_set
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.net(x)  # (B, C)
+        inside = y.masked_fill(~self.in_set, torch.inf).amin(1)  # (B,)
+        outside = y.masked_fill(self.in_set, -torch.inf).amax(1)  # (B,)
+        return torch.stack([inside, outside], 1)  # (B, 2)
 
 
 def _min_over_crossing_pairs(values: torch.Tensor, in_set: torch.Tensor) -> torch.Tensor:
