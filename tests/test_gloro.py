@@ -179,3 +179,14 @@ def test_topk_soundness_no_set_change_inside_radius():
 def test_bad_input_raises(call):
     with pytest.raises(ValueError):
         call()
+
+
+def test_certify_uses_the_exact_bound_even_in_train_mode():
+    net = _net(seed=4)
+    x = torch.rand(50, 2)
+    expected = net.certify(x, 0.01)
+    net.train()
+    for _ in range(3):  # training-mode calls move the power iterates, not the certificate
+        net.pairwise_lipschitz()
+    got = net.certify(x, 0.01)
+    assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])

@@ -107,10 +107,10 @@ class GloroNet(nn.Module):
     @torch.no_grad()
     def certify(self, x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
         """``(prediction, radius)``: the predicted class, or ``-1`` (⊥) where it is not certified
-        at ``eps``, and the certified ℓ2 radius of the predicted class (exact bound, one forward
-        pass). Runs in the model's current mode; call ``eval()`` first for a sound bound."""
+        at ``eps``, and the certified ℓ2 radius of the predicted class: one forward pass and the
+        exact frozen bound (:meth:`frozen_lipschitz`) in either mode, not the training one."""
         check_nonnegative(eps, "eps")
-        return gloro_certify(self.model(x), self.pairwise_lipschitz(), eps)
+        return gloro_certify(self.model(x), self.frozen_lipschitz(), eps)
 
 
 def bottom_logit(logits: torch.Tensor, K: torch.Tensor, eps: float) -> torch.Tensor:

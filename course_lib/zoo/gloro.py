@@ -22,6 +22,7 @@ TRAINING_MODULES = (gloro,)
 
 TOY_EPS = 0.05  # evaluation radius on the toy (unit square)
 TOY_EPS_TRAIN = 0.075  # trained 1.5x above, the reference's MNIST ratio (0.45 for 0.3)
+TOY_EPS_TRAIN_SWEEP = (0.025, 0.075, 0.15)  # moons_gloro_<eps>: the training radius compared
 MNIST_EPS = 0.3  # the GloRo README's first MNIST row
 MNIST_EPS_TRAIN = 0.45  # the reference's snapshot config for MNIST at 0.3
 BATCH = 64  # the batch size of zoo.trainers
@@ -38,8 +39,10 @@ def _train_mnist_gloro(model: GloroNet, s: dict) -> None:
     train_mnist(model, s, gloro_loss_fn(s["eps_train"], steps))
 
 
-RECIPES: dict[str, Recipe] = {
-    "moons_gloro": Recipe(
+
+
+def _toy(eps_train: float) -> Recipe:
+    return Recipe(
         build=lambda: GloroNet(mlp(2, (64, 64), 2)),
         train=_train_moons_gloro,
         settings={
@@ -49,12 +52,17 @@ RECIPES: dict[str, Recipe] = {
                 "epochs": 100,
                 "lr": 1e-2,
                 "seed": 0,
-                "eps_train": TOY_EPS_TRAIN,
-                "desc": "moons GloRo",
+                "eps_train": eps_train,
+                "desc": f"moons GloRo eps={eps_train:g}",
             }
             for p in config.PROFILES
         },
-    ),
+    )
+
+
+RECIPES: dict[str, Recipe] = {
+    "moons_gloro": _toy(TOY_EPS_TRAIN),
+    **{f"moons_gloro_{e:g}": _toy(e) for e in TOY_EPS_TRAIN_SWEEP if e != TOY_EPS_TRAIN},
     "mnist_gloro": Recipe(
         build=lambda: GloroNet(mlp(784, (128, 128), 10)),
         train=_train_mnist_gloro,
