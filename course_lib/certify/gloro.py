@@ -39,7 +39,7 @@ from torch import nn
 
 from ..lipschitz.bounds import _layers, layer_lipschitz, lipschitz_upper_bound_pairwise
 from ..lipschitz.certificates import check_logits
-from ..validate import check_count, check_nonnegative, check_positive, check_radius
+from ..validate import check_count, check_nonnegative, check_positive
 
 
 class GloroNet(nn.Module):
@@ -139,13 +139,14 @@ def gloro_certify(
     ``-1``; and :func:`gloro_radius`. One pass over ``(B, C)``: no second forward, no sort."""
     _check(logits, K, eps)
     y = logits.detach().double()  # (B, C)
-    j = y.argmax(1)  # (B,)
-    gap = y.gather(1, j[:, None]) - y  # (B, C): y_j - y_i >= 0
-    Kj = K.detach().to(y.device, torch.float64)[j]  # (B, C): K_ji
-    is_j = F.one_hot(j, y.shape[1]).bool()  # (B, C): mask the predicted index only
-    certified = (gap - eps * Kj).masked_fill(is_j, torch.inf).amin(1) > 0  # (B,)
-    r = torch.where(gap > 0, gap / Kj, torch.zeros_like(gap))  # x / 0 = inf for gap > 0
-    r = r.masked_fill(is_j, torch.inf).amin(1)  # (B,)
+    j = y.argmax(1, keepdim=True)  # (B, 1)
+    gap = y.gather(1, j) - y  # (B, C): y_j - y_i >= 0
+    Kj = K.detach().to(y.device, torch.float64)[j.squeeze(1)]  # (B, C): K_ji
+    # only the predicted index is masked (set to +inf before the min), never tied logits
+    certified = (gap - eps * Kj).scatter_(1, j, torch.inf).amin(1) > 0  # (B,)
+    r = torch.where(gap > 0, gap / Kj, 0.0)  # x / 0 = inf for gap > 0; a tie gives 0
+    r = r.scatter_(1, j, torch.inf).amin(1)  # (B,)
+    j = j.squeeze(1)
     return torch.where(certified, j, torch.full_like(j, -1)), r
 
 
@@ -186,7 +187,7 @@ def gloro_loss_fn(eps_train: float, total_steps: int, start: float = 0.01, ramp:
 
 def _check(logits: torch.Tensor, K: torch.Tensor, eps: float) -> None:
     check_logits(logits)
-    check_radius(eps, "eps")
+    check_nonnegative(eps, "eps")
     C = logits.shape[1]
     if not isinstance(K, torch.Tensor) or tuple(K.shape) != (C, C):
         raise ValueError(f"K must be a tensor of shape ({C}, {C}), got {getattr(K, 'shape', K)}")

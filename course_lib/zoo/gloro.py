@@ -39,8 +39,6 @@ def _train_mnist_gloro(model: GloroNet, s: dict) -> None:
     train_mnist(model, s, gloro_loss_fn(s["eps_train"], steps))
 
 
-
-
 def _toy(eps_train: float) -> Recipe:
     return Recipe(
         build=lambda: GloroNet(mlp(2, (64, 64), 2)),
