@@ -56,6 +56,12 @@ SETTINGS: dict[str, dict] = {
         "naive_tv_eot": 2,  # EOT draws per step for TV (each draw is a full TV solve)
         "naive_sanity_n": 50,
         "naive_keys": 4,  # keyed classifiers in the diversified ensemble
+        # notebook 5.7 (GloRo, top-k): test digits certified, toy pairs for the global property,
+        # soundness attack (l2 PGD on the margin inside 0.999 r and inside eps): steps, restarts
+        "gloro_images": 1_000,
+        "gloro_pairs": 200_000,
+        "gloro_attack_steps": 30,
+        "gloro_attack_restarts": 3,
     },
     "full": {
         "toy_n": 2000,
@@ -92,6 +98,11 @@ SETTINGS: dict[str, dict] = {
         "naive_tv_eot": 10,
         "naive_sanity_n": 500,
         "naive_keys": 6,
+        # notebook 5.7 (GloRo, top-k)
+        "gloro_images": 10_000,
+        "gloro_pairs": 1_000_000,
+        "gloro_attack_steps": 100,
+        "gloro_attack_restarts": 10,
     },
 }
 

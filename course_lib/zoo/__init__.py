@@ -37,6 +37,7 @@ from .. import attacks, config, data, models, threat, train
 from ..validate import check_choice
 from . import (
     adversarial_training,
+    gloro,
     lipschitz,
     lipschitz_nets,
     naive_defenses,
@@ -78,6 +79,7 @@ CHAPTERS = (
     regularization,
     smoothing,
     lipschitz_nets,
+    gloro,
     splines,
 )
 RECIPES: dict[str, Recipe] = {}
