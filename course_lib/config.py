@@ -56,6 +56,17 @@ SETTINGS: dict[str, dict] = {
         "naive_tv_eot": 2,  # EOT draws per step for TV (each draw is a full TV solve)
         "naive_sanity_n": 50,
         "naive_keys": 4,  # keyed classifiers in the diversified ensemble
+        # chapter 5 part 3, 10_mmcert: digits certified, selection / estimation sub-samples,
+        # soundness attack (digits, random-search tries, sub-samples per try, final estimate),
+        # repetitions of the coverage simulation
+        "mmcert_images": 100,
+        "mmcert_n0": 32,
+        "mmcert_n": 256,
+        "mmcert_attack_images": 40,
+        "mmcert_attack_tries": 32,
+        "mmcert_attack_samples": 32,
+        "mmcert_attack_final": 1_000,
+        "mmcert_coverage_reps": 2_000,
     },
     "full": {
         "toy_n": 2000,
@@ -92,6 +103,15 @@ SETTINGS: dict[str, dict] = {
         "naive_tv_eot": 10,
         "naive_sanity_n": 500,
         "naive_keys": 6,
+        # chapter 5 part 3, 10_mmcert
+        "mmcert_images": 500,
+        "mmcert_n0": 100,
+        "mmcert_n": 10_000,
+        "mmcert_attack_images": 200,
+        "mmcert_attack_tries": 200,
+        "mmcert_attack_samples": 100,
+        "mmcert_attack_final": 10_000,
+        "mmcert_coverage_reps": 10_000,
     },
 }
 

@@ -39,6 +39,7 @@ from . import (
     adversarial_training,
     lipschitz,
     lipschitz_nets,
+    mmcert,
     naive_defenses,
     primer,
     regularization,
@@ -77,6 +78,7 @@ CHAPTERS = (
     regularization,
     smoothing,
     lipschitz_nets,
+    mmcert,
 )
 RECIPES: dict[str, Recipe] = {}
 _EXTRA_MODULES: dict[str, tuple[ModuleType, ...]] = {}
