@@ -23,9 +23,11 @@ inputs, and it has probability :math:`\prod_i \binom{n_i-r_i}{k_i}/\binom{n_i}{k
 (3) :math:`p_A(x') \ge \underline{p_A} - \Delta > \tfrac12`, hence :math:`A` is the strict
 majority at :math:`x'`, with probability :math:`\ge 1-\alpha` over the Monte Carlo samples.
 
-**Relation to the paper.** The condition as the lecture's slide states it (MMCert's theorem for
-classification) is :math:`\tfrac{\prod\binom{n_i}{k_i}}{\prod\binom{n_i'}{k_i'}}(\underline{p_A}
-- \delta_l - 1 + \tfrac{\prod\binom{e_i}{k_i'}}{\prod\binom{n_i}{k_i'}}) \ge \dots
+**Relation to the paper.** The condition as the lecture's slide "Certified Multi-Modal
+Classification" states MMCert's classification theorem (we could not read the paper's theorem
+number or proof) is
+:math:`\tfrac{\prod\binom{n_i}{k_i}}{\prod\binom{n_i'}{k_i'}}(\underline{p_A} - \delta_l - 1 +
+\tfrac{\prod\binom{e_i}{k_i'}}{\prod\binom{n_i}{k_i'}}) \ge \dots
 (\overline{p_B} + \delta_u) + 1 - \dots` with :math:`e_i = n_i - r_i`. For modification attacks
 (:math:`n_i' = n_i`, :math:`k_i' = k_i`) it reads :math:`\underline{p_A} - \delta_l - \Delta \ge
 \overline{p_B} + \delta_u + \Delta`; with :math:`\overline{p_B} = 1 - \underline{p_A}` this is our
