@@ -62,6 +62,17 @@ SETTINGS: dict[str, dict] = {
         "gloro_pairs": 200_000,
         "gloro_attack_steps": 30,
         "gloro_attack_restarts": 3,
+        # chapter 5 part 3, 10_mmcert: digits certified, selection / estimation sub-samples,
+        # soundness attack (digits, random-search tries, sub-samples per try, final estimate),
+        # repetitions of the coverage simulation
+        "mmcert_images": 100,
+        "mmcert_n0": 32,
+        "mmcert_n": 256,
+        "mmcert_attack_images": 40,
+        "mmcert_attack_tries": 32,
+        "mmcert_attack_samples": 32,
+        "mmcert_attack_final": 1_000,
+        "mmcert_coverage_reps": 2_000,
     },
     "full": {
         "toy_n": 2000,
@@ -103,6 +114,15 @@ SETTINGS: dict[str, dict] = {
         "gloro_pairs": 1_000_000,
         "gloro_attack_steps": 100,
         "gloro_attack_restarts": 10,
+        # chapter 5 part 3, 10_mmcert
+        "mmcert_images": 500,
+        "mmcert_n0": 100,
+        "mmcert_n": 10_000,
+        "mmcert_attack_images": 200,
+        "mmcert_attack_tries": 200,
+        "mmcert_attack_samples": 100,
+        "mmcert_attack_final": 10_000,
+        "mmcert_coverage_reps": 10_000,
     },
 }
 

@@ -40,6 +40,7 @@ from . import (
     gloro,
     lipschitz,
     lipschitz_nets,
+    mmcert,
     naive_defenses,
     primer,
     regularization,
@@ -81,6 +82,7 @@ CHAPTERS = (
     lipschitz_nets,
     gloro,
     splines,
+    mmcert,
 )
 RECIPES: dict[str, Recipe] = {}
 _EXTRA_MODULES: dict[str, tuple[ModuleType, ...]] = {}
