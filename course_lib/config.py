@@ -37,6 +37,7 @@ SETTINGS: dict[str, dict] = {
         "landscape_resolution": 101,
         "curvature_digits": 25,
         "curvature_iters": 10,
+        "reg_worst_n": 100,  # digits for 4.3's worst-case column (APGD-CE then APGD-T)
         # chapter 5 part 2 (Lipschitz nets): random kernels in the norm table, digits certified,
         # soundness attack (l2 PGD on the margin inside 0.999 r): images, steps, restarts
         "lip_kernels": 12,
@@ -92,6 +93,7 @@ SETTINGS: dict[str, dict] = {
         "landscape_resolution": 101,
         "curvature_digits": 500,
         "curvature_iters": 30,
+        "reg_worst_n": 1000,
         # chapter 5 part 2
         "lip_kernels": 50,
         "lip_images": 10_000,
