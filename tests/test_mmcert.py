@@ -116,6 +116,9 @@ def test_ablate_hides_dropped_values():
     a = M.ablate([x], [m], fill=0.0)  # (4, 12)
     b = M.ablate([x + (~m) * 0.3], [m], fill=0.0)  # change only dropped features
     assert torch.equal(a, b) and torch.equal(a[:, 6:], m.float())
+    for bad in (torch.inf, torch.nan):  # an attacker's inf/NaN on dropped features stays hidden
+        c = M.ablate([torch.where(m, x, torch.full_like(x, bad))], [m], fill=0.0)
+        assert torch.equal(a, c)
 
 
 def test_attack_changes_exactly_r_features():

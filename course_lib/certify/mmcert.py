@@ -127,8 +127,8 @@ def ablate(xs: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], fill: floa
     mask as a second channel, concatenated: ``(rows, 2 * sum(n_i))``."""
     parts = []
     for x, m in zip(xs, masks, strict=True):
-        m = m.to(x.dtype)
-        parts += [x * m + fill * (1 - m), m]  # (rows, n_i) each
+        # where, not x * m: a dropped inf or NaN must not reach the model (0 * inf = NaN would)
+        parts += [torch.where(m.bool(), x, torch.full_like(x, fill)), m.to(x.dtype)]  # (rows, n_i)
     return torch.cat(parts, dim=1)
 
 
