@@ -44,6 +44,19 @@ def test_pairwise_bound_matches_direct_computation():
         assert float(net.frozen_lipschitz()[j, i]) == pytest.approx(float(direct), rel=1e-10)
 
 
+def test_pairwise_bound_above_every_sampled_slope():
+    # the local slopes of y_i - y_j never exceed K_ij (the theorem the notebook's pair check uses)
+    net = _net(3)
+    K = net.frozen_lipschitz()
+    x1 = torch.randn(4000, 2)
+    x2 = x1 + 0.05 * torch.randn(4000, 2)
+    with torch.no_grad():
+        d = net(x1)[:, :, None] - net(x1)[:, None, :] - (net(x2)[:, :, None] - net(x2)[:, None, :])
+    slopes = (d.abs() / (x1 - x2).norm(dim=1)[:, None, None]).amax(0).double()  # (C, C)
+    assert (slopes <= K * (1 + 1e-6)).all()
+    assert (slopes > 0.05 * K).any()  # the sampled slopes are not trivially small
+
+
 def test_training_bound_is_power_iteration_below_exact_and_converges():
     net = _net()
     exact = net.frozen_lipschitz()
