@@ -74,6 +74,11 @@ SETTINGS: dict[str, dict] = {
         "mmcert_attack_samples": 32,
         "mmcert_attack_final": 1_000,
         "mmcert_coverage_reps": 2_000,
+        # chapter 5 part 3, 11_limits: test digits certified by every family, digits per soundness
+        # attack, random MLPs per depth in the looseness plot
+        "limits_images": 200,
+        "limits_attack_images": 50,
+        "limits_depth_seeds": 3,
     },
     "full": {
         "toy_n": 2000,
@@ -125,6 +130,10 @@ SETTINGS: dict[str, dict] = {
         "mmcert_attack_samples": 100,
         "mmcert_attack_final": 10_000,
         "mmcert_coverage_reps": 10_000,
+        # chapter 5 part 3, 11_limits
+        "limits_images": 500,
+        "limits_attack_images": 200,
+        "limits_depth_seeds": 5,
     },
 }
 
