@@ -274,10 +274,15 @@ WRONG = {
     ids=lambda v: getattr(v, "__name__", None) if callable(v) else str(v)[:30],
 )
 def test_wrong_answer_gets_its_diagnosis(check, wrong, message):
+    assert_diagnosis(check, wrong, message)
+
+
+def assert_diagnosis(check, wrong, message: str) -> None:
+    """The checker rejects ``wrong`` with a specific diagnosis containing ``message``."""
     with pytest.raises(ExerciseFailed) as failure:
         check(wrong)
     text = str(failure.value)
-    assert message in text
+    assert message in text, text
     assert "fails on" in text or "raised" in text or "not implemented" in text
 
 

@@ -69,6 +69,14 @@ class Checker:
         )
         raise ExerciseFailed(message + (f" Hint: {hint}" if hint else ""))
 
+    def agrees(self, got: torch.Tensor, reference: torch.Tensor, prop: str, on: str) -> None:
+        """:meth:`expect` that ``got`` equals ``reference`` ``(B, ...)``; a failure shows the
+        sample that differs most."""
+        diff = (got - reference).abs()
+        i = int((diff.flatten(1).amax(1) if got.ndim > 1 else diff).argmax())
+        where = f"{on}, sample {i}"
+        self.expect(close(got, reference), prop, where, show(reference[i]), show(got[i]))
+
     def mistake(self, got, reference, mistakes: dict[str, object], on: str, expected: str) -> None:
         """Raise the diagnosis of a typical mistake if ``got`` is not the ``reference`` but equals
         one of ``mistakes``' outputs (``{description: what that mistake returns}``); a mistake

@@ -82,15 +82,7 @@ def check_pgd_early_stopped(student_fn: Callable) -> None:
             c.expect(
                 bool((moved == 0).all()), "misclassified at x → stays at x", on, "0", show(moved)
             )
-        diff = (got - ref).flatten(1).abs().amax(1)  # (B,)
-        i = int(diff.argmax())
-        c.expect(
-            close(got, ref),
-            "agrees with course_lib's pgd_early_stopped",
-            f"{on}, sample {i}",
-            show(ref[i]),
-            show(got[i]),
-        )
+        c.agrees(got, ref, "agrees with course_lib's pgd_early_stopped", on)
     model, (x, y) = tiny_model((1, 4, 4), (16,), 3, 0), _inputs(3, batch=64)
     on = "tau=0 on a batch where some samples are misclassified at x"
     got = as_tensor(
@@ -156,14 +148,7 @@ def check_cat_update_eps(student_update: Callable) -> None:
             f"≤ {eps_max}",
             show(got.max()),
         )
-        i = int((got - ref).abs().argmax())
-        c.expect(
-            close(got, ref),
-            "agrees with course_lib's CustomizedAT",
-            f"{on}, sample {i}",
-            show(ref[i]),
-            show(got[i]),
-        )
+        c.agrees(got, ref, "agrees with course_lib's CustomizedAT", on)
     model = tiny_model((1, 4, 4), (16,), 3, 0)
     torch.nn.init.zeros_(model[-1].weight)
     with torch.no_grad():
