@@ -9,6 +9,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import bench_at  # noqa: E402  (chapter 3)
+import bench_gloro  # noqa: E402
 import bench_lipschitz  # noqa: E402
 import bench_lipschitz_nets  # noqa: E402
 import bench_pgd  # noqa: E402
@@ -27,6 +28,7 @@ def main() -> None:
     rows += bench_at.run()  # chapter 3
     rows += bench_regularization.run()  # chapter 4
     rows += bench_lipschitz_nets.run()  # chapter 5 part 2
+    rows += bench_gloro.run()  # chapter 5 part 3
     print(f"{'benchmark':<56} {'course_lib':>11} {'peer':>11} {'ratio':>7}  peer")
     for r in rows:
         print(
