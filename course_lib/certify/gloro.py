@@ -139,15 +139,15 @@ def gloro_certify(
     ``-1``; and :func:`gloro_radius`. One pass over ``(B, C)``: no second forward, no sort."""
     _check(logits, K, eps)
     y = logits.detach().double()  # (B, C)
-    j = y.argmax(1, keepdim=True)  # (B, 1)
-    gap = y.gather(1, j) - y  # (B, C): y_j - y_i >= 0
+    top, j = y.max(1, keepdim=True)  # (B, 1) each: y_j and j (the first index on ties)
+    gap = top - y  # (B, C): y_j - y_i >= 0
     Kj = K.detach().to(y.device, torch.float64)[j.squeeze(1)]  # (B, C): K_ji
-    # only the predicted index is masked (set to +inf before the min), never tied logits
-    certified = (gap - eps * Kj).scatter_(1, j, torch.inf).amin(1) > 0  # (B,)
     r = torch.where(gap > 0, gap / Kj, 0.0)  # x / 0 = inf for gap > 0; a tie gives 0
+    # only the predicted index is masked (set to +inf before the min), never tied logits
     r = r.scatter_(1, j, torch.inf).amin(1)  # (B,)
+    # y_j > y_bot  <=>  y_j - y_i > eps K_ji for every i != j  <=>  r > eps (a tie: r = 0, never)
     j = j.squeeze(1)
-    return torch.where(certified, j, torch.full_like(j, -1)), r
+    return torch.where(r > eps, j, torch.full_like(j, -1)), r
 
 
 def eps_schedule(
