@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ..validate import check_count
+from .gram_conv import conv_norm_gram_pruned
 
 # ----- dense matrices (also batched: (..., m, n)) ---------------------------------------------
 
@@ -159,8 +160,16 @@ def conv_norm_fft(K: torch.Tensor, n: int, dtype: torch.dtype = torch.float64) -
 
 def conv_norm_gram(K: torch.Tensor, n: int, iterations: int = 6) -> torch.Tensor:
     r"""Gram iteration batched over the FFT blocks, max over frequencies (Delattre et al., 2023,
-    Alg. 3): an upper bound of :func:`conv_norm_fft`, differentiable (usable in training)."""
-    return spectral_norm_gram(conv_fft_blocks(K, n), iterations).max()
+    Alg. 3): an upper bound of :func:`conv_norm_fft`, differentiable (usable in training).
+
+    The value of ``spectral_norm_gram(conv_fft_blocks(K, n), iterations).max()``, computed in
+    real arithmetic on the blocks that may hold the maximum
+    (:func:`course_lib.lipschitz.gram_conv.conv_norm_gram_pruned`)."""
+    _check_kernel(K)
+    check_count(n, "n", minimum=1)
+    if n < max(K.shape[-2:]):
+        raise ValueError(f"input size n must be >= the kernel size {tuple(K.shape[-2:])}, got {n}")
+    return conv_norm_gram_pruned(K, n, iterations)
 
 
 def conv_norm_bound(
