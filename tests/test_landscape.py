@@ -120,7 +120,7 @@ def test_the_chapter_recipes_are_registered():
     from course_lib import zoo
     from course_lib.defenses import consistency, regularizers, tla, trades
 
-    for name in ["mnist_cure", "mnist_trades", "mnist_tla", "mnist_consistency"]:
+    for name in ["mnist_cure", "mnist_trades", "mnist_tla", "mnist_consistency", "mnist_tla_lam0"]:
         assert name in zoo.RECIPES
     assert all(f"moons_trades_b{b:g}" in zoo.RECIPES for b in zoo.regularization.TRADES_TOY_BETAS)
     # the cache key covers the regularizers' code (and not the landscape, which trains nothing)

@@ -156,3 +156,27 @@ def test_two_loads_at_once_train_once(recipe, monkeypatch):
     for t in threads:
         t.join()
     assert CALLS == [1.0]
+
+
+def _fine_tune(model, settings):
+    zoo.initial_weights(model, settings)
+    CALLS.append(("fine-tune", float(model.weight[0, 0])))
+    with torch.no_grad():
+        model.weight.add_(settings["step"])
+
+
+def test_fine_tuned_recipe_starts_from_its_parent_and_retrains_with_it(recipe, monkeypatch):
+    child = zoo.Recipe(
+        build=_build,
+        train=_fine_tune,
+        settings={p: {"init": ["tiny", p], "step": 0.5} for p in ("quick", "full")},
+    )
+    monkeypatch.setitem(zoo.RECIPES, "tiny_ft", child)
+    model = zoo.load("tiny_ft", profile="quick", device="cpu")
+    assert CALLS == [1.0, ("fine-tune", 1.0)]  # the parent trained first, the child started there
+    assert torch.all(model.weight == 1.5)
+    key = zoo.recipe_key("tiny_ft", child, child.settings["quick"])
+    recipe(value=3.0)  # a changed parent changes the child's key: the child retrains from it
+    assert zoo.recipe_key("tiny_ft", child, child.settings["quick"]) != key
+    assert torch.all(zoo.load("tiny_ft", profile="quick", device="cpu").weight == 3.5)
+

@@ -58,6 +58,7 @@ __all__ = [
     "SMOOTH_TOY_SIGMAS",
     "Recipe",
     "cache_path",
+    "initial_weights",
     "is_cached",
     "load",
     "recipe_key",
@@ -97,19 +98,24 @@ for _chapter in CHAPTERS:
 def recipe_key(name: str, recipe: Recipe, settings: dict) -> str:
     """SHA-256 of the recipe (the source of its ``build``, its ``train`` and the zoo helpers
     ``train`` calls, its settings), the source of :data:`TRAINING_MODULES` and of its chapter's
-    extra training modules, and torch's version."""
+    extra training modules, and torch's version. A recipe that starts from another model's
+    weights (``settings["init"] = [name, profile]``, see :func:`initial_weights`) also hashes
+    that model's key, so retraining the parent retrains the child."""
     modules = (*TRAINING_MODULES, *_EXTRA_MODULES.get(name, ()))
-    blob = json.dumps(
-        {
-            "name": name,
-            "build": inspect.getsource(recipe.build),
-            "train": [inspect.getsource(f) for f in (recipe.train, *_helpers(recipe.train))],
-            "settings": settings,
-            "modules": {m.__name__: inspect.getsource(m) for m in modules},
-            "torch": torch.__version__,
-        },
-        sort_keys=True,
-    )
+    content = {
+        "name": name,
+        "build": inspect.getsource(recipe.build),
+        "train": [inspect.getsource(f) for f in (recipe.train, *_helpers(recipe.train))],
+        "settings": settings,
+        "modules": {m.__name__: inspect.getsource(m) for m in modules},
+        "torch": torch.__version__,
+    }
+    if "init" in settings:
+        p_name, p_profile = settings["init"]
+        check_choice(p_name, 'settings["init"][0]', RECIPES)
+        p_recipe = RECIPES[p_name]
+        content["parent"] = recipe_key(p_name, p_recipe, p_recipe.settings[p_profile])
+    blob = json.dumps(content, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -160,6 +166,14 @@ def load(
                 recipe.train(model, settings)
             _write_atomic(path, {"key": key, "state_dict": model.state_dict()})
     return model.to(device).eval()
+
+
+def initial_weights(model: nn.Module, settings: dict) -> None:
+    """Copy the weights of the model named by ``settings["init"] = [name, profile]`` into
+    ``model`` (same architecture): fine-tuning recipes start from a trained model."""
+    p_name, p_profile = settings["init"]
+    parent = load(p_name, profile=p_profile, device=next(model.parameters()).device)
+    model.load_state_dict(parent.state_dict())
 
 
 def is_cached(name: str, profile: str | None = None) -> bool:

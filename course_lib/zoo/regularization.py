@@ -3,8 +3,13 @@ regularization on MNIST, and a TRADES beta sweep on the two-moons toy.
 
 The standard models are the primer's ``mnist_cnn`` / ``moons_mlp`` and the adversarially trained
 MNIST model is chapter 3's ``mnist_pgd_at``; every MNIST model here has the same architecture,
-data, optimizer and batch size. The attack-based methods use the same linear epsilon ramp as
-``mnist_pgd_at`` (at eps = 0.3 from the first epoch this small CNN collapses to chance)."""
+data, optimizer and batch size. CURE and TRADES train from scratch with the same linear epsilon
+ramp as ``mnist_pgd_at`` (at eps = 0.3 from the first epoch this small CNN collapses to chance).
+TLA and consistency regularization **fine-tune** ``mnist_pgd_at`` for a few epochs at eps = 0.3
+(a deviation from the papers, which train from scratch), next to their lambda = 0 controls
+trained the same way: ``mnist_pgd_at_ft`` (PGD-AT continued, the control of TLA's triplet and
+norm terms), ``mnist_tla_lam0`` (TLA without the norm penalty) and ``mnist_consistency_lam0``
+(the two attacked augmentations without the JS term)."""
 
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from tqdm.auto import tqdm
 from ..data import TensorLoader, load_mnist
 from ..defenses import consistency, regularizers, tla, trades
 from ..models import mlp, small_cnn
-from ..train import train_epoch
+from ..train import pgd_at_loss, train_epoch
 from .trainers import Recipe, train_moons
 
 TRAINING_MODULES = (regularizers, trades, tla, consistency)
@@ -35,12 +40,18 @@ def _epoch_loss(s: dict, epoch: int):
         return trades.trades_loss(s["beta"], eps, steps=s["steps"])
     if s["loss"] == "tla":
         return tla.tla_loss(eps, s["steps"], s["weight"], s["margin"], s["lam"])
+    if s["loss"] == "pgd_at":
+        return pgd_at_loss(eps, steps=s["steps"])
     return consistency.consistency_loss(eps, s["steps"], s["lam"], s["tau"])
 
 
 def _train_mnist_regularized(model: nn.Module, s: dict) -> None:
     x, y, _, _ = load_mnist(s["data"])
     dev = next(model.parameters()).device
+    if "init" in s:  # fine-tuning: start from the trained model s["init"]
+        from . import initial_weights
+
+        initial_weights(model, s)
     loader = TensorLoader(x.to(dev), y.to(dev), batch_size=64, seed=s["seed"])
     optimizer = torch.optim.Adam(model.parameters(), lr=s["lr"])
     for epoch in tqdm(range(s["epochs"]), desc=s["desc"], leave=False):
@@ -64,11 +75,28 @@ def _mnist(loss: str, quick_epochs: int, full_epochs: int, **setting) -> Recipe:
     )
 
 
+def _fine_tuned(loss: str, quick_epochs: int, full_epochs: int, **setting) -> Recipe:
+    """``loss`` for a few epochs at the full eps, starting from ``mnist_pgd_at`` of the same
+    profile: the method's effect and its lambda = 0 control from the same starting point, within
+    the quick profile's time budget."""
+    recipe = _mnist(loss, quick_epochs, full_epochs, ramp=1, **setting)
+    for profile, s in recipe.settings.items():
+        s["init"] = ["mnist_pgd_at", profile]
+    return recipe
+
+
+FINE_TUNE_EPOCHS = {"quick": 3, "full": 10}  # epochs of the fine-tuned models of notebook 4.3
+_FT = (FINE_TUNE_EPOCHS["quick"], FINE_TUNE_EPOCHS["full"])
+
 RECIPES: dict[str, Recipe] = {
     "mnist_cure": _mnist("cure", 10, 20, lam=4.0),
     "mnist_trades": _mnist("trades", 20, 40, eps=0.3, beta=6.0),
-    "mnist_tla": _mnist("tla", 20, 40, eps=0.3, weight=0.5, margin=0.05, lam=1e-4),
-    "mnist_consistency": _mnist("consistency", 12, 40, eps=0.3, lam=1.0, tau=0.5),
+    # TLA and consistency fine-tune PGD-AT; each has its lambda = 0 control (same start, epochs)
+    "mnist_tla": _fine_tuned("tla", *_FT, eps=0.3, weight=0.5, margin=0.05, lam=1e-4),
+    "mnist_tla_lam0": _fine_tuned("tla", *_FT, eps=0.3, weight=0.5, margin=0.05, lam=0.0),
+    "mnist_pgd_at_ft": _fine_tuned("pgd_at", *_FT, eps=0.3),
+    "mnist_consistency": _fine_tuned("consistency", *_FT, eps=0.3, lam=1.0, tau=0.5),
+    "mnist_consistency_lam0": _fine_tuned("consistency", *_FT, eps=0.3, lam=0.0, tau=0.5),
 }
 RECIPES.update(
     {
