@@ -110,3 +110,47 @@ def test_long_run_module_reloads_a_history_of_any_length():
     fresh = build()
     fresh.load_state_dict(trained.state_dict())
     assert torch.equal(fresh.history, trained.history) and int(fresh.best_epoch) == 3
+
+
+def _tiny_settings(**changes):
+    from course_lib.zoo.robust_overfitting import RECIPES
+
+    s = dict(RECIPES["mnist_ro_gen_4x_pseudo"].settings["quick"])
+    s.update(n_train=20, n_val=10, n_eval=10, steps=1, eval_steps=1, epochs=2, gen_epochs=2)
+    s.update(steps_per_epoch=2, batch=10, teacher_epochs=1, pool_batch=15, **changes)
+    return s
+
+
+def test_long_run_recipe_records_one_history_row_per_epoch():
+    from course_lib.zoo.robust_overfitting import METRICS, RECIPES
+
+    recipe = RECIPES["mnist_ro_long"]
+    run = recipe.build()
+    torch.manual_seed(0)
+    recipe.train(run, _tiny_settings(epochs=3))
+    assert run.history.shape == (3, len(METRICS)) and run.lr.shape == (3,)
+    assert 0 <= int(run.best_epoch) < 3
+    assert ((run.history[:, 1:] >= 0) & (run.history[:, 1:] <= 1)).all()
+
+
+def test_generated_data_recipe_runs_with_a_ddpm_and_pseudo_labels(monkeypatch, tmp_path):
+    """The full profile's path (a DDPM from the zoo, unconditional + the teacher's labels) on a
+    tiny DDPM, so that it is exercised without a GPU."""
+    from course_lib import zoo
+    from course_lib.ddpm import DDPM
+    from course_lib.models import small_cnn
+    from course_lib.zoo.robust_overfitting import RECIPES
+
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
+    tiny = zoo.Recipe(
+        build=lambda: DDPM(T=3, width=8),
+        train=RECIPES["mnist_ro_ddpm"].train,
+        settings={p: _tiny_settings(ddpm_steps=2, ddpm_batch=4) for p in ("quick", "full")},
+    )
+    monkeypatch.setitem(zoo.RECIPES, "mnist_ro_ddpm", tiny)
+    model = small_cnn(1, 10, 28)
+    before = [p.clone() for p in model.parameters()]
+    torch.manual_seed(0)
+    RECIPES["mnist_ro_gen_4x_pseudo"].train(model, _tiny_settings(generator="ddpm"))
+    assert zoo.cache_path("mnist_ro_ddpm", "quick").exists()
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
