@@ -6,9 +6,11 @@ Training goes through :mod:`course_lib.defenses.robust_overfitting`, ``.generate
 The generated-data models fit their generator inside their own ``train`` (the Gaussians take a
 second; the DDPM is loaded through the zoo, its settings are part of the models' settings).
 
-Quick profile: a training subset of ``n_train`` MNIST-5k digits, so that a small CNN can fit its
-adversarial examples and robust overfitting shows within a CPU budget. Full profile: all of MNIST
-and the paper's PGD-40 at eps = 0.3.
+Quick profile: a training subset of ``n_train`` MNIST-5k digits, so that a small CNN fits the
+adversarial examples of its training set within a CPU budget (whether the test robust accuracy
+then declines, i.e. robust overfitting, is measured in the notebook, not assumed). Full profile:
+50,000 MNIST digits (the last 1,000 of the training split held out) and Madry et al.'s PGD-40 at
+eps = 0.3.
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ def _fit_gaussians(s: dict) -> generative.ClassGaussians:
 
 
 def _build_gaussians() -> nn.Module:
-    return generative.ClassGaussians((1, 28, 28), 10, k=30)
+    return generative.ClassGaussians((1, 28, 28), 10, k=_COMMON["quick"]["pca_k"])
 
 
 def _train_gaussians(gen: nn.Module, s: dict) -> None:
@@ -201,7 +203,7 @@ _COMMON = {
         "lr": 0.05,
         "epochs": 100,
         "seed": 0,
-        "pca_k": 50,
+        "pca_k": 30,
         "teacher_epochs": 10,
         "generator": "ddpm",
         "ddpm_steps": 40_000,
@@ -223,7 +225,7 @@ RECIPES: dict[str, Recipe] = {
     "mnist_ro_gaussians": Recipe(
         build=_build_gaussians,
         train=_train_gaussians,
-        settings={p: {**c, "pca_k": 30} for p, c in _COMMON.items()},
+        settings=dict(_COMMON),
     ),
     "mnist_ro_teacher": Recipe(
         build=lambda: small_cnn(1, 10, 28),
