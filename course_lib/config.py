@@ -79,6 +79,10 @@ SETTINGS: dict[str, dict] = {
         "limits_images": 200,
         "limits_attack_images": 50,
         "limits_depth_seeds": 3,
+        # chapter 3 robust overfitting / generated data (3.6): fresh test digits for best vs last
+        # and for the amounts of generated data; conditional samples checked by the teacher
+        "ro_eval_n": 200,
+        "ro_agree_n": 1_000,
     },
     "full": {
         "toy_n": 2000,
@@ -134,6 +138,9 @@ SETTINGS: dict[str, dict] = {
         "limits_images": 500,
         "limits_attack_images": 200,
         "limits_depth_seeds": 5,
+        # chapter 3 robust overfitting / generated data (3.6)
+        "ro_eval_n": 1_000,
+        "ro_agree_n": 10_000,
     },
 }
 

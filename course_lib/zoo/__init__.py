@@ -44,6 +44,7 @@ from . import (
     naive_defenses,
     primer,
     regularization,
+    robust_overfitting,
     smoothing,
     splines,
     trainers,
@@ -84,6 +85,7 @@ CHAPTERS = (
     gloro,
     splines,
     mmcert,
+    robust_overfitting,
 )
 RECIPES: dict[str, Recipe] = {}
 _EXTRA_MODULES: dict[str, tuple[ModuleType, ...]] = {}
