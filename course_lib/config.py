@@ -79,6 +79,10 @@ SETTINGS: dict[str, dict] = {
         "limits_images": 200,
         "limits_attack_images": 50,
         "limits_depth_seeds": 3,
+        # chapter 2 HGD: denoiser training (PGD steps of the training pairs, epochs, Adam's lr)
+        "hgd_pgd_steps": 10,
+        "hgd_epochs": 3,
+        "hgd_lr": 2e-3,
     },
     "full": {
         "toy_n": 2000,
@@ -134,6 +138,10 @@ SETTINGS: dict[str, dict] = {
         "limits_images": 500,
         "limits_attack_images": 200,
         "limits_depth_seeds": 5,
+        # chapter 2 HGD
+        "hgd_pgd_steps": 40,
+        "hgd_epochs": 20,
+        "hgd_lr": 2e-3,
     },
 }
 
