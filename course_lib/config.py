@@ -83,6 +83,10 @@ SETTINGS: dict[str, dict] = {
         # and for the amounts of generated data; conditional samples checked by the teacher
         "ro_eval_n": 200,
         "ro_agree_n": 1_000,
+        # chapter 2 HGD: denoiser training (PGD steps of the training pairs, epochs, Adam's lr)
+        "hgd_pgd_steps": 10,
+        "hgd_epochs": 3,
+        "hgd_lr": 2e-3,
     },
     "full": {
         "toy_n": 2000,
@@ -141,6 +145,10 @@ SETTINGS: dict[str, dict] = {
         # chapter 3 robust overfitting / generated data (3.6)
         "ro_eval_n": 1_000,
         "ro_agree_n": 10_000,
+        # chapter 2 HGD
+        "hgd_pgd_steps": 40,
+        "hgd_epochs": 20,
+        "hgd_lr": 2e-3,
     },
 }
 
