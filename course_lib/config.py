@@ -79,6 +79,8 @@ SETTINGS: dict[str, dict] = {
         "limits_images": 200,
         "limits_attack_images": 50,
         "limits_depth_seeds": 3,
+        # chapter 5.2 CNNs: training epochs of the Lipschitz CNNs (baseline, SN, Björck)
+        "lip_cnn_epochs": 4,
     },
     "full": {
         "toy_n": 2000,
@@ -134,6 +136,8 @@ SETTINGS: dict[str, dict] = {
         "limits_images": 500,
         "limits_attack_images": 200,
         "limits_depth_seeds": 5,
+        # chapter 5.2 CNNs
+        "lip_cnn_epochs": 10,
     },
 }
 
