@@ -79,8 +79,10 @@ SETTINGS: dict[str, dict] = {
         "limits_images": 200,
         "limits_attack_images": 50,
         "limits_depth_seeds": 3,
-        # chapter 5.2 CNNs: training epochs of the Lipschitz CNNs (baseline, SN, Björck)
+        # chapter 5.2 CNNs: training epochs of the Lipschitz CNNs (baseline, SN, Björck), digits
+        # whose certificates the soundness attack tests per CNN
         "lip_cnn_epochs": 4,
+        "lip_cnn_attack_images": 100,
     },
     "full": {
         "toy_n": 2000,
@@ -138,6 +140,7 @@ SETTINGS: dict[str, dict] = {
         "limits_depth_seeds": 5,
         # chapter 5.2 CNNs
         "lip_cnn_epochs": 10,
+        "lip_cnn_attack_images": 1_000,
     },
 }
 
