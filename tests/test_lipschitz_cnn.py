@@ -192,5 +192,7 @@ def test_bad_input_is_rejected_with_the_layer_named():
 def test_conv_without_input_shape_keeps_dense_callers_working():
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
     assert lipschitz_upper_bound(mlp) == pytest.approx(
-        math.prod(float(torch.linalg.matrix_norm(m.weight.double(), ord=2)) for m in mlp[1::2])
+        math.prod(
+            float(torch.linalg.matrix_norm(m.weight.detach().double(), ord=2)) for m in mlp[1::2]
+        )
     )
