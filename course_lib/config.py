@@ -82,7 +82,7 @@ SETTINGS: dict[str, dict] = {
         # chapter 5.2 CNNs: training epochs of the Lipschitz CNNs (baseline, SN, Björck), digits
         # whose certificates the soundness attack tests per CNN
         "lip_cnn_epochs": 4,
-        "lip_cnn_attack_images": 100,
+        "lip_cnn_attack_images": 50,
     },
     "full": {
         "toy_n": 2000,
