@@ -87,6 +87,10 @@ SETTINGS: dict[str, dict] = {
         "hgd_pgd_steps": 10,
         "hgd_epochs": 3,
         "hgd_lr": 2e-3,
+        # chapter 5.2 CNNs: training epochs of the Lipschitz CNNs (baseline, SN, Björck), digits
+        # whose certificates the soundness attack tests per CNN
+        "lip_cnn_epochs": 4,
+        "lip_cnn_attack_images": 50,
     },
     "full": {
         "toy_n": 2000,
@@ -149,6 +153,9 @@ SETTINGS: dict[str, dict] = {
         "hgd_pgd_steps": 40,
         "hgd_epochs": 20,
         "hgd_lr": 2e-3,
+        # chapter 5.2 CNNs
+        "lip_cnn_epochs": 10,
+        "lip_cnn_attack_images": 1_000,
     },
 }
 

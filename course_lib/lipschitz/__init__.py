@@ -5,6 +5,8 @@
 * :mod:`.certificates`: the margin radii a Lipschitz bound certifies (chapter 1);
 * :mod:`.attacks`: the per-sample ℓ2 attacks that test those certificates (chapter 1);
 * :mod:`.layer_norms`: spectral norms of dense and conv layers: exact, power, Gram, FFT (ch. 5);
+* :mod:`.conv_bounds`: guaranteed norms of real (zero-padded, strided) ``Conv2d`` layers and their
+  spectral normalization, so that CNNs get a certificate too (chapter 5);
 * :mod:`.constrained`: spectral normalization to a target, GroupSort, Björck layers (ch. 5);
 * :mod:`.losses`: hKR and τ-CE for 1-Lipschitz classifiers (chapter 5).
 
@@ -30,6 +32,7 @@ from .constrained import (
     group_sort,
     spectral_normalize,
 )
+from .conv_bounds import ConvSpectralNormalization, conv_norm_upper, polyphase_kernel
 from .layer_norms import (
     conv_norm_bound,
     conv_norm_fft,
@@ -53,6 +56,7 @@ from .measure import (
 
 __all__ = [
     "Bjorck",
+    "ConvSpectralNormalization",
     "FullSort",
     "GroupSort",
     "MaxMin",
@@ -64,6 +68,7 @@ __all__ = [
     "conv_norm_fft",
     "conv_norm_gram",
     "conv_norm_power",
+    "conv_norm_upper",
     "conv_operator_matrix",
     "conv_reshaped_bound",
     "conv_reshaped_norm",
@@ -81,6 +86,7 @@ __all__ = [
     "margin_radius",
     "margin_radius_pairwise",
     "margin_radius_per_logit",
+    "polyphase_kernel",
     "secant_slopes",
     "spectral_norm_exact",
     "spectral_norm_gram",

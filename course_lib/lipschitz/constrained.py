@@ -80,24 +80,48 @@ class SpectralNormalization(_EvalCache):
         return W * (self.c / sigma)
 
 
-def spectral_normalize(model: nn.Module, L_hat: float, method: str = "power") -> nn.Module:
+def spectral_normalize(
+    model: nn.Module,
+    L_hat: float,
+    method: str = "power",
+    input_shape: tuple[int, int, int] | None = None,
+) -> nn.Module:
     r"""Register :class:`SpectralNormalization` with :math:`c = \hat L^{1/m}` on each of the
-    :math:`m` ``nn.Linear`` layers of ``model`` (in place; returns it). Every other layer must be
-    1-Lipschitz (see :data:`course_lib.lipschitz.bounds.ACTIVATION_LIPSCHITZ`), else the product
-    is not :math:`\hat L`: a ``ValueError`` names the first offending layer and its index."""
-    from .bounds import _layers, layer_lipschitz
+    :math:`m` ``nn.Linear`` and ``nn.Conv2d`` layers of ``model`` (in place; returns it); a
+    convolution gets :class:`~course_lib.lipschitz.conv_bounds.ConvSpectralNormalization` on the
+    input size propagated from ``input_shape=(C, H, W)`` (required when there is one). Every other
+    layer must be 1-Lipschitz (see :data:`course_lib.lipschitz.bounds.ACTIVATION_LIPSCHITZ`), else
+    the product is not :math:`\hat L`: a ``ValueError`` names the first offending layer and its
+    index."""
+    from .bounds import _check_input_shape, _layers, layer_lipschitz
+    from .conv_bounds import ConvSpectralNormalization, conv_layer_geometry
 
     check_positive(L_hat, "L_hat")
     layers = _layers(model)
-    if not any(isinstance(layer, nn.Linear) for layer in layers):
-        raise ValueError("model must contain at least one nn.Linear layer to normalise, got none")
+    shape = _check_input_shape(input_shape)
+    targets: list[tuple[nn.Module, tuple | None]] = []  # (layer, (input size, stride, padding))
     for i, layer in enumerate(layers):
-        if not isinstance(layer, nn.Linear) and layer_lipschitz(layer, i) > 1.0:
+        if isinstance(layer, nn.Conv2d):
+            stride, padding, next_shape = conv_layer_geometry(layer, shape, i)
+            targets.append((layer, (shape[1:], stride, padding)))
+            shape = next_shape
+            continue
+        if isinstance(layer, nn.Linear):
+            targets.append((layer, None))
+        elif layer_lipschitz(layer, i) > 1.0:
             raise ValueError(f"layer {i} ({type(layer).__name__}) is not 1-Lipschitz")
-    linears = [layer for layer in layers if isinstance(layer, nn.Linear)]
-    c = L_hat ** (1 / len(linears))
-    for layer in linears:
-        parametrize.register_parametrization(layer, "weight", SpectralNormalization(c, method))
+        if isinstance(layer, nn.Flatten | nn.Linear):
+            shape = None
+    if not targets:
+        raise ValueError("model must contain at least one nn.Linear or nn.Conv2d layer, got none")
+    c = L_hat ** (1 / len(targets))
+    for layer, conv in targets:
+        norm = (
+            SpectralNormalization(c, method)
+            if conv is None
+            else ConvSpectralNormalization(c, *conv, method)
+        )
+        parametrize.register_parametrization(layer, "weight", norm)
     return model
 
 
