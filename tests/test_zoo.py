@@ -96,6 +96,19 @@ def test_unknown_names_list_the_recipes(recipe):
         zoo.load("tiny", profile="medium")
 
 
+def test_key_covers_the_builders_a_recipe_builds_with(monkeypatch):
+    """A changed architecture builder (e.g. lipschitz_nets.sn_cnn) must retrain its models."""
+    recipe = zoo.RECIPES["mnist_sn_cnn_1"]
+    settings = recipe.settings["quick"]
+    before = zoo.recipe_key("mnist_sn_cnn_1", recipe, settings)
+
+    def other_builder(*args, **kwargs):  # a different body under the same name
+        return torch.nn.Linear(1, 1)
+
+    monkeypatch.setattr(zoo.lipschitz_nets, "sn_cnn", other_builder)
+    assert zoo.recipe_key("mnist_sn_cnn_1", recipe, settings) != before
+
+
 def test_key_covers_the_helpers_a_recipe_trains_with(monkeypatch):
     recipe = zoo.RECIPES["mnist_gauss_0.25"]
     settings = recipe.settings["quick"]
@@ -179,4 +192,3 @@ def test_fine_tuned_recipe_starts_from_its_parent_and_retrains_with_it(recipe, m
     recipe(value=3.0)  # a changed parent changes the child's key: the child retrains from it
     assert zoo.recipe_key("tiny_ft", child, child.settings["quick"]) != key
     assert torch.all(zoo.load("tiny_ft", profile="quick", device="cpu").weight == 3.5)
-

@@ -3,7 +3,8 @@ r"""Layers whose Lipschitz constant is controlled by construction.
 * :class:`SpectralNormalization`: :math:`W' = W / \|W\|_2 \cdot \hat L^{1/m}` as a
   ``torch.nn.utils.parametrize`` parametrization (the lecture's spectral normalization; Miyato
   et al., 2018), so that :math:`\prod_i \|W'_i\|_2 = \hat L`; :func:`spectral_normalize` puts it on
-  every ``nn.Linear`` of a net.
+  every ``nn.Linear`` of a net, and (given the input shape) a guaranteed-bound version on every
+  ``nn.Conv2d`` (:mod:`course_lib.lipschitz.conv_bounds`).
 * :func:`group_sort` / :class:`GroupSort`, :class:`MaxMin`, :class:`FullSort` (Anil, Lucas,
   Grosse, 2019): 1-Lipschitz activations whose Jacobian is a permutation, so they preserve the
   gradient norm where ReLU halves it on average.

@@ -99,8 +99,8 @@ for _chapter in CHAPTERS:
 
 def recipe_key(name: str, recipe: Recipe, settings: dict) -> str:
     """SHA-256 of the recipe (the source of its ``build``, its ``train`` and the zoo helpers
-    ``train`` calls, its settings), the source of :data:`TRAINING_MODULES` and of its chapter's
-    extra training modules, and torch's version. A recipe that starts from another model's
+    ``build`` and ``train`` call, its settings), the source of :data:`TRAINING_MODULES` and of its
+    chapter's extra training modules, and torch's version. A recipe that starts from another model's
     weights (``settings["init"] = [name, profile]``, see :func:`initial_weights`) also hashes
     that model's key, so retraining the parent retrains the child."""
     modules = (*TRAINING_MODULES, *_EXTRA_MODULES.get(name, ()))
@@ -112,6 +112,9 @@ def recipe_key(name: str, recipe: Recipe, settings: dict) -> str:
         "modules": {m.__name__: inspect.getsource(m) for m in modules},
         "torch": torch.__version__,
     }
+    builders = _helpers(recipe.build)  # e.g. lipschitz_nets.sn_cnn: its body shapes the model
+    if builders:
+        content["builders"] = [inspect.getsource(f) for f in builders]
     if "init" in settings:
         p_name, p_profile = settings["init"]
         check_choice(p_name, 'settings["init"][0]', RECIPES)
