@@ -79,6 +79,8 @@ SETTINGS: dict[str, dict] = {
         "limits_images": 200,
         "limits_attack_images": 50,
         "limits_depth_seeds": 3,
+        # chapter 3 LAS-AT/FAT/CAT MNIST: training digits per class in FAT's feature projection
+        "fat_feature_digits": 150,
     },
     "full": {
         "toy_n": 2000,
@@ -134,6 +136,8 @@ SETTINGS: dict[str, dict] = {
         "limits_images": 500,
         "limits_attack_images": 200,
         "limits_depth_seeds": 5,
+        # chapter 3 LAS-AT/FAT/CAT MNIST
+        "fat_feature_digits": 1000,
     },
 }
 
