@@ -91,6 +91,8 @@ SETTINGS: dict[str, dict] = {
         # whose certificates the soundness attack tests per CNN
         "lip_cnn_epochs": 4,
         "lip_cnn_attack_images": 50,
+        # chapter 3 LAS-AT/FAT/CAT MNIST: training digits per class in FAT's feature projection
+        "fat_feature_digits": 150,
     },
     "full": {
         "toy_n": 2000,
@@ -156,6 +158,8 @@ SETTINGS: dict[str, dict] = {
         # chapter 5.2 CNNs
         "lip_cnn_epochs": 10,
         "lip_cnn_attack_images": 1_000,
+        # chapter 3 LAS-AT/FAT/CAT MNIST
+        "fat_feature_digits": 1000,
     },
 }
 
