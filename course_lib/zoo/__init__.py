@@ -1,8 +1,9 @@
 """Named, cached model recipes: ``zoo.load("mnist_cnn")`` trains once, then loads in milliseconds.
 
 Each chapter keeps its recipes in a module of its own (:mod:`.primer`, :mod:`.lipschitz`,
-:mod:`.naive_defenses`, :mod:`.adversarial_training`, :mod:`.regularization`, :mod:`.smoothing`,
-:mod:`.lipschitz_nets`), each with a plain dict ``RECIPES`` and, when its training goes through
+:mod:`.naive_defenses`, :mod:`.adversarial_training` and :mod:`.at_methods`,
+:mod:`.regularization`, :mod:`.smoothing`, :mod:`.lipschitz_nets`, ...), each with a plain dict
+``RECIPES`` and, when its training goes through
 library code beyond :data:`TRAINING_MODULES`, a tuple ``TRAINING_MODULES`` of those modules;
 this package merges the dicts into one :data:`RECIPES`. The shared training loops are in
 :mod:`.trainers`.
@@ -37,6 +38,7 @@ from .. import attacks, config, data, models, threat, train
 from ..validate import check_choice
 from . import (
     adversarial_training,
+    at_methods,
     gloro,
     lipschitz,
     lipschitz_nets,
@@ -79,6 +81,7 @@ CHAPTERS = (
     lipschitz,
     naive_defenses,
     adversarial_training,
+    at_methods,
     regularization,
     smoothing,
     lipschitz_nets,
