@@ -13,7 +13,7 @@ from torch import nn
 
 from .. import config
 from ..data import TensorLoader
-from ..lipschitz import constrained, conv_bounds, layer_norms, losses
+from ..lipschitz import constrained, conv_bounds, gram_conv, layer_norms, losses
 from ..lipschitz.constrained import GroupSort, bjorck_conv2d, bjorck_linear, spectral_normalize
 from ..lipschitz.losses import hkr_loss_fn, tau_cross_entropy_fn
 from ..models import mlp
@@ -21,13 +21,14 @@ from ..train import fit
 from ..validate import check_choice
 from .trainers import Recipe, train_mnist, train_moons
 
-TRAINING_MODULES = (constrained, layer_norms, losses, conv_bounds)
+TRAINING_MODULES = (constrained, layer_norms, gram_conv, losses, conv_bounds)
 
 SN_TOY_TARGETS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 64.0)  # Lipschitz targets L_hat on the toy
 SN_MNIST_TARGETS = (1.0, 4.0, 16.0)
 HKR_TOY_MARGINS = (0.02, 0.05, 0.1, 0.2)  # hKR margins m on the toy (alpha = 0.98)
 TAU_TOY = (1.0, 5.0, 20.0, 100.0)  # temperatures of tau-CE on the toy
-TAU_MNIST = (4.0,)
+TAU_MNIST = (1.0, 4.0, 16.0, 64.0)  # temperatures of tau-CE on MNIST-5k
+HKR_MNIST_MARGINS = (0.5, 1.0, 2.0)  # hKR margins m on MNIST-5k (alpha = 0.98)
 HKR_ALPHA = 0.98  # deel-torchlip's convention: 0.98 hinge + 0.02 KR (deel-lip's alpha = 49)
 SN_CNN_TARGETS = (1.0, 4.0)  # Lipschitz targets of the spectrally normalised MNIST CNNs
 TAU_CNN = 4.0  # temperature of the Björck + GroupSort CNN (as the MLP's)
@@ -195,6 +196,12 @@ RECIPES: dict[str, Recipe] = (
     | {
         f"mnist_bjorck_tau_{t:g}": _digits(_digits_bjorck, f"mnist tau={t:g}", loss="tau", tau=t)
         for t in TAU_MNIST
+    }
+    | {
+        f"mnist_bjorck_hkr_{m:g}": _digits(
+            _digits_bjorck, f"mnist hKR m={m:g}", loss="hkr", margin=m
+        )
+        for m in HKR_MNIST_MARGINS
     }
     | {"mnist_lip_cnn": _digits(lip_cnn, "mnist CNN (no Normalize)", cnn=True)}
     | {
