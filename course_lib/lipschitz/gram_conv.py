@@ -13,8 +13,8 @@ This module computes the same number with four changes that leave its value unch
    needs no product of blocks: one product of all tap pairs, then a
    (frequencies × offsets) @ (offsets × channels²) matrix product gives :math:`G_1 = S + iT` for
    all frequencies at once (one-sided: a real kernel's block at :math:`-\omega` is the
-   conjugate, with the same norm). For 64 channels and :math:`n = 32` that is about 6× less
-   arithmetic than forming :math:`\hat K^*\hat K` block by block.
+   conjugate, with the same norm). For a 64×64×3×3 kernel and :math:`n = 32` that is about 3×
+   less arithmetic than the FFT followed by :math:`\hat K^*\hat K` block by block.
 2. **Real arithmetic.** From :math:`t = 1` on, :math:`G_t = S + iT` is Hermitian (:math:`S`
    symmetric, :math:`T` antisymmetric):
 
@@ -37,7 +37,8 @@ This module computes the same number with four changes that leave its value unch
    final maximum over the remaining blocks is the same number as over all of them, and still an
    upper bound. A relative margin of :data:`PRUNE_MARGIN` guards against rounding. On a random
    64×64×3×3 kernel at :math:`n = 32` the 544 blocks' :math:`\sigma_1` lie within 8% of each other,
-   so pruning starts only at :math:`t = 3`; on trained kernels it starts earlier.
+   so pruning starts only at :math:`t = 3`; on both convolutions of the trained ``mnist_lip_cnn``
+   (:math:`n = 28`) one block of 420 is left after :math:`t = 2`.
 """
 
 from __future__ import annotations
