@@ -52,13 +52,19 @@ def pgd_early_stopped(
     the labels reordered alike), and no :math:`\omega\,\mathcal N(0, 1)` noise is added to the
     steps (the reference adds it with :math:`\omega = 0.001`).
     """
-    _check_attack_args(x, y, eps, alpha, steps)
-    check_count(steps, "steps", minimum=1)
-    check_count(tau, "tau", minimum=0)
-    alpha = 2.5 * eps / max(steps, 1) if alpha is None else alpha
+    alpha = _early_stop_args(x, y, eps, steps, tau, alpha)
     x_adv = THREATS["linf"].random_start(x, eps) if random_start else x.clone()
     grad_fn = lambda xs, idx: input_gradient(model, xs, y[idx])  # noqa: E731  CE ascent
     return _early_stopped_ascent(model, x, y, x_adv, eps, steps, tau, alpha, grad_fn)
+
+
+def _early_stop_args(x, y, eps, steps, tau, alpha) -> float:
+    """Validate the arguments of an early-stopped attack; return the step size (default
+    :math:`2.5\varepsilon/K`, as :func:`course_lib.attacks.pgd`)."""
+    _check_attack_args(x, y, eps, alpha, steps)
+    check_count(steps, "steps", minimum=1)
+    check_count(tau, "tau", minimum=0)
+    return 2.5 * eps / steps if alpha is None else alpha
 
 
 def _early_stopped_ascent(model, x, y, x_adv, eps, steps, tau, alpha, grad_fn) -> torch.Tensor:
@@ -121,16 +127,13 @@ def trades_early_stopped(
     *,
     alpha: float | None = None,
 ) -> torch.Tensor:
-    r"""FAT for TRADES (reference ``FAT_for_TRADES.py``): PGD-K-:math:`	au` on TRADES' inner loss
+    r"""FAT for TRADES (reference ``FAT_for_TRADES.py``): PGD-K-:math:`\tau` on TRADES' inner loss
     :math:`\mathrm{KL}(f(x) \,\|\, f(x'))` instead of the cross-entropy, from TRADES' start
-    :math:`x + 0.001\,\mathcal N(0, I)`, freezing a sample :math:`	au` steps after its iterate is
+    :math:`x + 0.001\,\mathcal N(0, I)`, freezing a sample :math:`\tau` steps after its iterate is
     first misclassified (w.r.t. the label ``y``). With ``tau >= steps`` and equal seeds it
     reproduces :func:`course_lib.defenses.trades.trades_attack` exactly. Deviation: the batch keeps
     its order (see :func:`pgd_early_stopped`)."""
-    _check_attack_args(x, y, eps, alpha, steps)
-    check_count(steps, "steps", minimum=1)
-    check_count(tau, "tau", minimum=0)
-    alpha = 2.5 * eps / steps if alpha is None else alpha
+    alpha = _early_stop_args(x, y, eps, steps, tau, alpha)
     with torch.no_grad():
         p_nat = F.softmax(model(x), dim=1)  # (B, K), the fixed target
 
@@ -146,7 +149,7 @@ def trades_early_stopped(
 
 
 def fat_trades_tau(epoch: int, epochs: int) -> int:
-    r"""FAT-TRADES' dynamic :math:`	au` (reference, 85 epochs: 0 up to epoch 30, 1 up to 50, 2 up
+    r"""FAT-TRADES' dynamic :math:`\tau` (reference, 85 epochs: 0 up to epoch 30, 1 up to 50, 2 up
     to 70, then 3), as fractions of ``epochs``."""
     check_count(epoch, "epoch", minimum=0)
     check_count(epochs, "epochs", minimum=1)
@@ -158,8 +161,8 @@ def fat_trades_loss(
     beta: float, eps: float, steps: int = 10, tau: int = 0, alpha: float | None = None
 ) -> LossFn:
     r"""FAT-TRADES' outer minimisation: :func:`course_lib.defenses.trades.trades_objective`
-    (CE on :math:`x` + :math:`eta`·KL, gradient through both branches) at the early-stopped
-    :math:`x'` of :func:`trades_early_stopped`. Reference: :math:`eta = 6`, K = 10."""
+    (CE on :math:`x` + :math:`\beta`·KL, gradient through both branches) at the early-stopped
+    :math:`x'` of :func:`trades_early_stopped`. Reference: :math:`\beta = 6`, K = 10."""
     check_nonnegative(beta, "beta")
     check_nonnegative(eps, "eps")
     check_count(steps, "steps", minimum=1)
