@@ -37,8 +37,9 @@ This module computes the same number with four changes that leave its value unch
    final maximum over the remaining blocks is the same number as over all of them, and still an
    upper bound. A relative margin of :data:`PRUNE_MARGIN` guards against rounding. On a random
    64×64×3×3 kernel at :math:`n = 32` the 544 blocks' :math:`\sigma_1` lie within 8% of each other,
-   so pruning starts only at :math:`t = 3`; on both convolutions of the trained ``mnist_lip_cnn``
-   (:math:`n = 28`) one block of 420 is left after :math:`t = 2`.
+   so pruning starts only at :math:`t = 3`; on the two trained convolutions of ``mnist_lip_cnn``,
+   bounded as their polyphase kernels on tori of side 16 and 9, 3 blocks of 144 and 3 of 45 are
+   left after :math:`t = 2`.
 """
 
 from __future__ import annotations
