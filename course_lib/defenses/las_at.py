@@ -1,4 +1,4 @@
-r"""LAS-AT: adversarial training with a learnable attack strategy (Jia, Zhang, Wu, Wei, Wang & Cao,
+r"""LAS-AT: adversarial training with a learnable attack strategy (Jia, Zhang, Wu, Ma, Wang & Cao,
 CVPR 2022).
 
 Madry's AT attacks every sample with one fixed strategy (:math:`\varepsilon`, steps, step size).
